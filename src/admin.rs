@@ -1,0 +1,136 @@
+//! Operator actions shared by the CLI and the tests: create clients and users.
+
+use crate::auth::password::Hasher;
+use crate::keys::Alg;
+use crate::oauth::redirect_uri;
+use crate::secret::{random_token, sha256_b64};
+use crate::store::{Db, NewClient, NewUser, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ClientSpec {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub public: bool,
+    pub skip_consent: bool,
+    pub id_token_alg: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct CreatedClient {
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<CreatedClient, AdminError> {
+    if spec.name.trim().is_empty() {
+        return Err(AdminError::Invalid("--name must not be empty".into()));
+    }
+    if spec.redirect_uris.is_empty() {
+        return Err(AdminError::Invalid("at least one --redirect-uri is required".into()));
+    }
+    for uri in spec.redirect_uris.iter().chain(&spec.post_logout_redirect_uris) {
+        redirect_uri::check_registrable(uri).map_err(AdminError::Invalid)?;
+    }
+    let grant_types = if spec.grant_types.is_empty() {
+        vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
+    } else {
+        spec.grant_types.clone()
+    };
+    for g in &grant_types {
+        if !crate::oauth::token::GRANT_TYPES.contains(&g.as_str()) {
+            return Err(AdminError::Invalid(format!(
+                "unsupported grant type {g:?} (supported: {})",
+                crate::oauth::token::GRANT_TYPES.join(", ")
+            )));
+        }
+    }
+    let alg = spec.id_token_alg.clone().unwrap_or_else(|| "RS256".to_owned());
+    if Alg::parse(&alg).is_none() {
+        return Err(AdminError::Invalid(format!(
+            "unsupported id_token_signed_response_alg {alg:?} (RS256 or ES256)"
+        )));
+    }
+    let client_id = random_token(16);
+    let secret = (!spec.public).then(|| random_token(32));
+    db.client_create(
+        &NewClient {
+            client_id: client_id.clone(),
+            secret_hash: secret.as_deref().map(sha256_b64),
+            name: spec.name.trim().to_owned(),
+            redirect_uris: spec.redirect_uris.clone(),
+            post_logout_redirect_uris: spec.post_logout_redirect_uris.clone(),
+            grant_types,
+            is_public: spec.public,
+            skip_consent: spec.skip_consent,
+            id_token_alg: alg,
+        },
+        now,
+    )
+    .await?;
+    Ok(CreatedClient {
+        client_id,
+        client_secret: secret,
+    })
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UserSpec {
+    pub email: String,
+    pub password: Option<String>,
+    pub name: Option<String>,
+    pub roles: Vec<String>,
+    pub verified: bool,
+}
+
+pub async fn create_user(db: &Db, hasher: &Hasher, spec: &UserSpec, now: i64) -> Result<String, AdminError> {
+    let email = spec.email.trim();
+    match email.rsplit_once('@') {
+        Some((l, d)) if !l.is_empty() && d.contains('.') && !email.contains(char::is_whitespace) => {}
+        _ => return Err(AdminError::Invalid(format!("{email:?} is not an email address"))),
+    }
+    if let Some(p) = &spec.password {
+        if p.chars().count() < 8 {
+            return Err(AdminError::Invalid("the password must be at least 8 characters".into()));
+        }
+    }
+    for r in &spec.roles {
+        if r.is_empty() || r.contains(char::is_whitespace) {
+            return Err(AdminError::Invalid(format!("{r:?} is not a role name")));
+        }
+    }
+    if db.user_by_email(email).await?.is_some() {
+        return Err(AdminError::Invalid(format!("a user with email {email} already exists")));
+    }
+    let password_hash = match &spec.password {
+        Some(p) => Some(hasher.hash(p).await?),
+        None => None,
+    };
+    let user_id = random_token(16);
+    db.user_create(
+        &NewUser {
+            user_id: user_id.clone(),
+            email: email.to_owned(),
+            email_verified: spec.verified,
+            name: spec.name.clone(),
+            password_hash,
+            roles: spec.roles.clone(),
+            locale: None,
+        },
+        now,
+    )
+    .await?;
+    Ok(user_id)
+}

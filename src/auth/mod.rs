@@ -1,0 +1,20 @@
+//! Sign-in methods. Each checks one factor and says what the login step should do next.
+
+pub mod password;
+
+/// A method's verdict on one attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every required factor is satisfied for this user.
+    Done { user_id: String },
+    /// Wrong input. Deliberately says nothing about which part was wrong.
+    Retry,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("password hashing: {0}")]
+    Hash(String),
+}

@@ -1,0 +1,322 @@
+//! The command line: `serve`, `migrate`, `cleanup`, and the `clients`, `users`, `keys` groups.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use crate::admin::{ClientSpec, UserSpec};
+use crate::app::AppState;
+use crate::auth::password::Hasher;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::keys::Keys;
+use crate::store::Db;
+
+#[derive(Debug, Parser)]
+#[command(name = "clef", version, about = "An OAuth 2.0 / OpenID Connect identity provider")]
+pub struct Cli {
+    /// Configuration file (default: $CLEF_CONFIG, else ./clef.toml when present).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the provider.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Delete expired codes, sessions and tokens, and exit.
+    Cleanup,
+    /// Manage relying-party clients.
+    #[command(subcommand)]
+    Clients(ClientsCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCmd {
+    /// Register a client and print its id and secret.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (SPA, mobile): no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        /// authorization_code, refresh_token (default: both).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// First-party client: no consent page.
+        #[arg(long)]
+        skip_consent: bool,
+        /// ID token algorithm: RS256 (default) or ES256.
+        #[arg(long)]
+        id_token_signed_response_alg: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Delete {
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCmd {
+    /// Create a user. Without --password, the password is read from standard input when it is
+    /// not a terminal; otherwise the account has no password.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Mark the email as already verified.
+        #[arg(long)]
+        verified: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a user by id or email.
+    Delete { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    List,
+    /// Make new keys the signers; old public keys stay in JWKS until their tokens expire.
+    Rotate,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    init_tracing(&config.log);
+    let rt = match cli.command {
+        Command::Serve => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+    };
+    rt.block_on(dispatch(config, cli.command))
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn open_db(config: &Config) -> Result<Db> {
+    let db = Db::connect(&config.database_url).await.context("CLEF_DATABASE_URL")?;
+    db.migrate().await.context("migrations")?;
+    Ok(db)
+}
+
+async fn dispatch(config: Config, command: Command) -> Result<()> {
+    let clock = Clock::default();
+    match command {
+        Command::Serve => serve(config, clock).await,
+        Command::Migrate => {
+            open_db(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Cleanup => {
+            let n = open_db(&config).await?.cleanup(clock.now()).await?;
+            println!("{n} expired rows deleted");
+            Ok(())
+        }
+        Command::Clients(cmd) => clients(&open_db(&config).await?, cmd, clock.now()).await,
+        Command::Users(cmd) => users(&config, &open_db(&config).await?, cmd, clock.now()).await,
+        Command::Keys(cmd) => keys(&config, cmd, clock.now()),
+    }
+}
+
+async fn serve(config: Config, clock: Clock) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("CLEF_LISTEN: cannot bind {}", config.listen))?;
+    let issuer = config.issuer.clone();
+    let state = AppState::build(config, clock).await?;
+    tracing::info!(issuer = %issuer, listen = %listener.local_addr()?, "clef is serving");
+    crate::app::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
+    match cmd {
+        ClientsCmd::Create {
+            name,
+            redirect_uris,
+            public,
+            grant_types,
+            post_logout_redirect_uris,
+            skip_consent,
+            id_token_signed_response_alg,
+            json,
+        } => {
+            let spec = ClientSpec {
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                grant_types,
+                public,
+                skip_consent,
+                id_token_alg: id_token_signed_response_alg,
+            };
+            let created = crate::admin::create_client(db, &spec, now).await?;
+            if json {
+                println!("{}", serde_json::to_string(&created)?);
+            } else {
+                println!("client_id: {}", created.client_id);
+                if let Some(s) = &created.client_secret {
+                    println!("client_secret: {s}");
+                    println!("(the secret is shown only now; clef keeps only its hash)");
+                }
+            }
+        }
+        ClientsCmd::List { json } => {
+            let list = db.client_list().await?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "client_id": c.client_id, "name": c.name, "redirect_uris": c.redirect_uris,
+                            "post_logout_redirect_uris": c.post_logout_redirect_uris, "grant_types": c.grant_types,
+                            "public": c.is_public, "skip_consent": c.skip_consent, "id_token_signed_response_alg": c.id_token_alg,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for c in list {
+                    let kind = if c.is_public { "public" } else { "confidential" };
+                    println!("{}\t{}\t{kind}\t{}", c.client_id, c.name, c.redirect_uris.join(" "));
+                }
+            }
+        }
+        ClientsCmd::Delete { client_id } => {
+            db.client_delete(&client_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: {client_id}"))?;
+            println!("deleted client {client_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> {
+    match cmd {
+        UsersCmd::Create {
+            email,
+            password,
+            name,
+            roles,
+            verified,
+        } => {
+            let password = match password {
+                Some(p) => Some(p),
+                None if !std::io::stdin().is_terminal() => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading the password from standard input")?;
+                    let line = s.lines().next().unwrap_or("").to_owned();
+                    if line.is_empty() {
+                        bail!("standard input held no password");
+                    }
+                    Some(line)
+                }
+                None => None,
+            };
+            let hasher = Hasher::new(config.max_concurrent_hashes);
+            let spec = UserSpec {
+                email,
+                password,
+                name,
+                roles,
+                verified,
+            };
+            let id = crate::admin::create_user(db, &hasher, &spec, now).await?;
+            println!("{id}");
+        }
+        UsersCmd::List { json } => {
+            let list = db.user_list().await?;
+            if json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|u| serde_json::json!({"sub": u.user_id, "email": u.email, "email_verified": u.email_verified, "name": u.name, "roles": u.roles}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for u in list {
+                    let verified = if u.email_verified { "verified" } else { "unverified" };
+                    println!("{}\t{}\t{verified}\t{}", u.user_id, u.email, u.roles.join(","));
+                }
+            }
+        }
+        UsersCmd::Delete { user } => {
+            db.user_delete(&user).await.map_err(|e| anyhow::anyhow!("{e}: {user}"))?;
+            println!("deleted user {user}");
+        }
+    }
+    Ok(())
+}
+
+fn keys(config: &Config, cmd: KeysCmd, now: i64) -> Result<()> {
+    let retention = config.max_signed_lifetime();
+    let list = match cmd {
+        KeysCmd::List => {
+            if !config.keys_dir.exists() {
+                bail!(
+                    "CLEF_KEYS_DIR: {} does not exist (clef serve creates it)",
+                    config.keys_dir.display()
+                );
+            }
+            Keys::list(&config.keys_dir, retention, now)?
+        }
+        KeysCmd::Rotate => {
+            let l = Keys::rotate(&config.keys_dir, retention, now)?;
+            eprintln!("rotated: running servers switch to the new keys within 30 seconds");
+            l
+        }
+    };
+    for k in list {
+        println!("{}\t{}\t{}\t{}", k.kid, k.alg, k.status, k.created_at);
+    }
+    Ok(())
+}

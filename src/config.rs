@@ -1,0 +1,237 @@
+//! Settings: defaults, then `clef.toml`, then `CLEF_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+fn bad(setting: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// The file and environment shape: everything optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub issuer: Option<String>,
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub keys_dir: Option<String>,
+    pub signup: Option<String>,
+    pub templates_dir: Option<String>,
+    pub session_ttl: Option<i64>,
+    pub code_ttl: Option<i64>,
+    pub access_token_ttl: Option<i64>,
+    pub id_token_ttl: Option<i64>,
+    pub refresh_token_ttl: Option<i64>,
+    pub max_concurrent_hashes: Option<i64>,
+    pub log: Option<String>,
+}
+
+/// Every setting with its environment name, in the order README documents them.
+pub const ENV: &[(&str, &str)] = &[
+    ("CLEF_ISSUER", "issuer"),
+    ("CLEF_LISTEN", "listen"),
+    ("CLEF_DATABASE_URL", "database_url"),
+    ("CLEF_KEYS_DIR", "keys_dir"),
+    ("CLEF_SIGNUP", "signup"),
+    ("CLEF_TEMPLATES_DIR", "templates_dir"),
+    ("CLEF_SESSION_TTL", "session_ttl"),
+    ("CLEF_CODE_TTL", "code_ttl"),
+    ("CLEF_ACCESS_TOKEN_TTL", "access_token_ttl"),
+    ("CLEF_ID_TOKEN_TTL", "id_token_ttl"),
+    ("CLEF_REFRESH_TOKEN_TTL", "refresh_token_ttl"),
+    ("CLEF_MAX_CONCURRENT_HASHES", "max_concurrent_hashes"),
+    ("CLEF_LOG", "log"),
+];
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Without a trailing slash; every endpoint URL is `issuer + path`.
+    pub issuer: String,
+    pub issuer_is_https: bool,
+    /// scheme://host[:port], what browsers send as `Origin`.
+    pub issuer_origin: String,
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub keys_dir: PathBuf,
+    pub signup_open: bool,
+    pub templates_dir: Option<PathBuf>,
+    pub session_ttl: i64,
+    pub code_ttl: i64,
+    pub access_token_ttl: i64,
+    pub id_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub max_concurrent_hashes: usize,
+    pub log: String,
+}
+
+impl RawConfig {
+    pub fn from_toml(path: &Path) -> Result<RawConfig, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| bad(&name, e.to_string()))?;
+        toml::from_str(&text).map_err(|e| bad(&name, e.message().to_owned()))
+    }
+
+    /// Overlays `CLEF_*` variables read through `get`.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for (var, _) in ENV {
+            let Some(v) = get(var) else { continue };
+            let int = || v.trim().parse::<i64>().map_err(|_| bad(var, "not a whole number of seconds"));
+            match *var {
+                "CLEF_ISSUER" => self.issuer = Some(v),
+                "CLEF_LISTEN" => self.listen = Some(v),
+                "CLEF_DATABASE_URL" => self.database_url = Some(v),
+                "CLEF_KEYS_DIR" => self.keys_dir = Some(v),
+                "CLEF_SIGNUP" => self.signup = Some(v),
+                "CLEF_TEMPLATES_DIR" => self.templates_dir = Some(v),
+                "CLEF_SESSION_TTL" => self.session_ttl = Some(int()?),
+                "CLEF_CODE_TTL" => self.code_ttl = Some(int()?),
+                "CLEF_ACCESS_TOKEN_TTL" => self.access_token_ttl = Some(int()?),
+                "CLEF_ID_TOKEN_TTL" => self.id_token_ttl = Some(int()?),
+                "CLEF_REFRESH_TOKEN_TTL" => self.refresh_token_ttl = Some(int()?),
+                "CLEF_MAX_CONCURRENT_HASHES" => {
+                    self.max_concurrent_hashes = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?)
+                }
+                "CLEF_LOG" => self.log = Some(v),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let issuer_raw = self.issuer.unwrap_or_else(|| "http://localhost:8080".to_owned());
+        let issuer = Url::parse(&issuer_raw).map_err(|e| bad("CLEF_ISSUER", format!("not an absolute URL ({e})")))?;
+        if !matches!(issuer.scheme(), "http" | "https") {
+            return Err(bad("CLEF_ISSUER", "must be an http or https URL"));
+        }
+        // OIDC Discovery §3: the issuer has no query or fragment.
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            return Err(bad("CLEF_ISSUER", "must not have a query or fragment"));
+        }
+        let issuer_str = issuer.as_str().trim_end_matches('/').to_owned();
+
+        let listen_raw = self.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = listen_raw
+            .parse::<SocketAddr>()
+            .map_err(|_| bad("CLEF_LISTEN", format!("{listen_raw:?} is not an address:port")))?;
+
+        let database_url = self.database_url.unwrap_or_else(|| "sqlite://data/clef.db".to_owned());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres:") || database_url.starts_with("postgresql:")) {
+            return Err(bad("CLEF_DATABASE_URL", "must start with sqlite: or postgres:"));
+        }
+
+        let signup_open = match self.signup.as_deref().unwrap_or("open") {
+            "open" => true,
+            "closed" => false,
+            other => return Err(bad("CLEF_SIGNUP", format!("{other:?} is neither open nor closed"))),
+        };
+
+        let ttl = |name: &str, v: Option<i64>, default: i64| -> Result<i64, ConfigError> {
+            let v = v.unwrap_or(default);
+            if v <= 0 {
+                return Err(bad(name, "must be a positive number of seconds"));
+            }
+            Ok(v)
+        };
+        let max_hashes = self
+            .max_concurrent_hashes
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as i64).unwrap_or(2));
+        if !(1..=256).contains(&max_hashes) {
+            return Err(bad("CLEF_MAX_CONCURRENT_HASHES", "must be between 1 and 256"));
+        }
+
+        Ok(Config {
+            issuer_is_https: issuer.scheme() == "https",
+            issuer_origin: issuer.origin().ascii_serialization(),
+            issuer: issuer_str,
+            listen,
+            database_url,
+            keys_dir: PathBuf::from(self.keys_dir.unwrap_or_else(|| "keys".to_owned())),
+            signup_open,
+            templates_dir: self.templates_dir.map(PathBuf::from),
+            session_ttl: ttl("CLEF_SESSION_TTL", self.session_ttl, 7 * 24 * 3600)?,
+            code_ttl: ttl("CLEF_CODE_TTL", self.code_ttl, 60)?,
+            access_token_ttl: ttl("CLEF_ACCESS_TOKEN_TTL", self.access_token_ttl, 900)?,
+            id_token_ttl: ttl("CLEF_ID_TOKEN_TTL", self.id_token_ttl, 3600)?,
+            refresh_token_ttl: ttl("CLEF_REFRESH_TOKEN_TTL", self.refresh_token_ttl, 30 * 24 * 3600)?,
+            max_concurrent_hashes: max_hashes as usize,
+            log: self.log.unwrap_or_else(|| "info".to_owned()),
+        })
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (`--config`, `CLEF_CONFIG`, or `./clef.toml` if present), then env.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_env = std::env::var("CLEF_CONFIG").ok().map(PathBuf::from);
+        let local = PathBuf::from("clef.toml");
+        let path = file.map(Path::to_path_buf).or(from_env).or_else(|| local.exists().then_some(local));
+        let mut raw = match path {
+            Some(p) => RawConfig::from_toml(&p)?,
+            None => RawConfig::default(),
+        };
+        raw.apply_env(|k| std::env::var(k).ok())?;
+        raw.validate()
+    }
+
+    /// Tokens signed by a key must verify until they expire, so retired keys stay this long.
+    pub fn max_signed_lifetime(&self) -> i64 {
+        self.access_token_ttl.max(self.id_token_ttl)
+    }
+
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.issuer, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.issuer, "http://localhost:8080");
+        assert_eq!(c.code_ttl, 60);
+        assert!(c.signup_open);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (pairs, setting) in [
+            (&[("CLEF_ISSUER", "not a url")][..], "CLEF_ISSUER"),
+            (&[("CLEF_LISTEN", "localhost")][..], "CLEF_LISTEN"),
+            (&[("CLEF_SIGNUP", "maybe")][..], "CLEF_SIGNUP"),
+            (&[("CLEF_DATABASE_URL", "mysql://x")][..], "CLEF_DATABASE_URL"),
+            (&[("CLEF_SESSION_TTL", "-5")][..], "CLEF_SESSION_TTL"),
+        ] {
+            let leaked: &'static [(&'static str, &'static str)] = Box::leak(pairs.to_vec().into_boxed_slice());
+            let mut raw = RawConfig::default();
+            let err = raw.apply_env(env_of(leaked)).and_then(|_| raw.validate().map(|_| ())).unwrap_err();
+            assert_eq!(err.setting, setting);
+        }
+    }
+
+    #[test]
+    fn toml_rejects_unknown_keys() {
+        let err = toml::from_str::<RawConfig>("isuer = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field"));
+    }
+}

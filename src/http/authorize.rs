@@ -1,0 +1,241 @@
+//! GET/POST /authorize (RFC 6749 §4.1.1, OIDC Core §3.1.2) and the resume step after the
+//! hosted login and consent pages.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+
+use super::error::{PageError, no_store, render_page_error};
+use super::extract::{self, SESSION_COOKIE, cookie_name, field, locale};
+use crate::app::AppState;
+use crate::oauth::OAuthError;
+use crate::oauth::authorize::{self, AuthorizeRequest, Hint, Next, Params, ResponseMode, SessionView, Target};
+use crate::oauth::claims::HintClaims;
+use crate::paths;
+use crate::secret::{random_token, sha256_b64};
+use crate::store::{AuthRequestRow, Client, LoginSession, NewCode};
+
+/// A pending request waits this long for the user to log in and consent.
+const REQUEST_TTL: i64 = 30 * 60;
+
+pub async fn get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
+    handle(app, Method::GET, q, headers, jar, Body::empty()).await
+}
+
+pub async fn post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    handle(app, Method::POST, None, headers, jar, body).await
+}
+
+async fn handle(app: AppState, method: Method, q: Option<String>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    let pairs = match extract::pairs(&method, q.as_deref(), &headers, body).await {
+        Ok(p) => p,
+        Err(extract::BodyError::TooLarge) => {
+            return render_page_error(&app, loc, &PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"));
+        }
+        Err(extract::BodyError::NotForm) => {
+            return render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"));
+        }
+    };
+    let params = Params::from_pairs(pairs);
+    let loc = locale(&headers, params.get("ui_locales"));
+    let client = match params.get("client_id") {
+        Some(id) if !params.is_repeated("client_id") => match app.db.client_get(id).await {
+            Ok(c) => c,
+            Err(e) => return render_page_error(&app, loc, &e.into()),
+        },
+        _ => None,
+    };
+    // RFC 6749 §4.1.2.1: a bad client or redirect_uri is told to the user, never redirected.
+    let target = match authorize::check_target(&params, client.as_ref()) {
+        Ok(t) => t,
+        Err(u) => return render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, u.message_key())),
+    };
+    let Some(client) = client else {
+        return render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, "error.unknown_client"));
+    };
+    let hint = match params.get("id_token_hint") {
+        None => Hint::Absent,
+        // Expired hints are fine (OIDC Core §3.1.2.1): only our signature and issuer count.
+        Some(h) => match app.keys.get().verify::<HintClaims>(h, &app.config.issuer) {
+            Ok((claims, _)) if audience_contains(&claims.aud, &client.client_id) => Hint::Valid { sub: claims.sub },
+            _ => Hint::Invalid,
+        },
+    };
+    let req = match authorize::validate(&params, &client, &target, hint) {
+        Ok(r) => r,
+        Err(e) => return respond_error(&app, &target, &e),
+    };
+    proceed(&app, &jar, req, None, &client).await
+}
+
+fn audience_contains(aud: &serde_json::Value, client_id: &str) -> bool {
+    match aud {
+        serde_json::Value::String(s) => s == client_id,
+        serde_json::Value::Array(a) => a.iter().any(|v| v.as_str() == Some(client_id)),
+        _ => false,
+    }
+}
+
+/// GET /authorize/resume?req=… — where login and consent send the browser back.
+pub async fn resume(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
+    let pairs = extract::parse(q.unwrap_or_default().as_bytes());
+    match load_request(&app, field(&pairs, "req")).await {
+        Ok((row, req, client)) => proceed(&app, &jar, req, Some(row.request_id), &client).await,
+        Err(e) => render_page_error(&app, locale(&headers, None), &e),
+    }
+}
+
+/// The stored request behind a `req` id, with its client.
+pub async fn load_request(app: &AppState, req_id: Option<&str>) -> Result<(AuthRequestRow, AuthorizeRequest, Client), PageError> {
+    let expired = || PageError::new(StatusCode::BAD_REQUEST, "error.request_expired");
+    let id = req_id.filter(|s| !s.is_empty() && s.len() <= 64).ok_or_else(expired)?;
+    let row = app.db.auth_request_get(id, app.clock.now()).await?.ok_or_else(expired)?;
+    let req: AuthorizeRequest = serde_json::from_str(&row.params).map_err(PageError::internal)?;
+    let client = app.db.client_get(&row.client_id).await?.ok_or_else(expired)?;
+    Ok((row, req, client))
+}
+
+pub async fn current_session(app: &AppState, jar: &CookieJar) -> Result<Option<LoginSession>, PageError> {
+    let Some(c) = jar.get(&cookie_name(app, SESSION_COOKIE)) else {
+        return Ok(None);
+    };
+    Ok(app.db.session_get(&sha256_b64(c.value()), app.clock.now()).await?)
+}
+
+/// Decides between login, consent and a code, and goes there.
+pub async fn proceed(app: &AppState, jar: &CookieJar, req: AuthorizeRequest, request_id: Option<String>, client: &Client) -> Response {
+    let loc = crate::i18n::negotiate(req.ui_locales.as_deref(), None);
+    match step(app, jar, req, request_id, client).await {
+        Ok(resp) => resp,
+        Err(e) => render_page_error(app, loc, &e),
+    }
+}
+
+async fn step(
+    app: &AppState,
+    jar: &CookieJar,
+    req: AuthorizeRequest,
+    request_id: Option<String>,
+    client: &Client,
+) -> Result<Response, PageError> {
+    let now = app.clock.now();
+    let session = current_session(app, jar).await?;
+    let covered = match &session {
+        Some(s) => app
+            .db
+            .consent_get(&s.user_id, &client.client_id)
+            .await?
+            .is_some_and(|g| crate::oauth::scope::covered_by(&req.scope, &g)),
+        None => false,
+    };
+    let view = session.as_ref().map(|s| SessionView {
+        user_id: &s.user_id,
+        auth_time: s.auth_time,
+    });
+    let next = authorize::decide(&req, view, covered, client.skip_consent, now);
+    match (next, session) {
+        (Next::Issue, Some(s)) => {
+            if let Some(id) = &request_id {
+                app.db.auth_request_delete(id).await?;
+            }
+            issue_code(app, &req, &s).await
+        }
+        (Next::Fail(e), _) => {
+            if let Some(id) = &request_id {
+                app.db.auth_request_delete(id).await?;
+            }
+            Ok(respond_error(app, &req.target(), &e))
+        }
+        (next, _) => {
+            let id = match request_id {
+                Some(id) => id,
+                None => {
+                    let id = random_token(24);
+                    let row = AuthRequestRow {
+                        request_id: id.clone(),
+                        client_id: client.client_id.clone(),
+                        params: serde_json::to_string(&req).map_err(PageError::internal)?,
+                        created_at: now,
+                    };
+                    app.db.auth_request_put(&row, now + REQUEST_TTL).await?;
+                    id
+                }
+            };
+            let page = if next == Next::Consent { paths::CONSENT } else { paths::LOGIN };
+            Ok(no_store(Redirect::to(&format!("{page}?req={id}")).into_response()))
+        }
+    }
+}
+
+/// Stores a fresh code bound to client, redirect_uri, PKCE challenge and nonce.
+pub async fn issue_code(app: &AppState, req: &AuthorizeRequest, session: &LoginSession) -> Result<Response, PageError> {
+    let now = app.clock.now();
+    let code = random_token(32);
+    app.db
+        .code_create(
+            &NewCode {
+                code_hash: sha256_b64(&code),
+                grant_id: random_token(16),
+                client_id: req.client_id.clone(),
+                user_id: session.user_id.clone(),
+                redirect_uri: req.redirect_uri.clone(),
+                scope: crate::oauth::scope::join(&req.scope),
+                nonce: req.nonce.clone(),
+                code_challenge: req.code_challenge.clone(),
+                auth_time: session.auth_time,
+                amr: session.amr.clone(),
+                acr: session.acr.clone(),
+                expires_at: now + app.config.code_ttl,
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(client_id = %req.client_id, "authorization code issued");
+    let target = req.target();
+    Ok(respond(app, &target, authorize::success_params(&code, &target, &app.config.issuer)))
+}
+
+pub fn respond_error(app: &AppState, target: &Target, err: &OAuthError) -> Response {
+    respond(app, target, authorize::error_params(err, target, &app.config.issuer))
+}
+
+#[derive(serde::Serialize)]
+struct FormPostPage<'a> {
+    locale: &'a str,
+    redirect_uri: &'a str,
+    params: Vec<(&'static str, String)>,
+    nonce: &'a str,
+}
+
+/// Sends the authorization response in the requested response_mode.
+fn respond(app: &AppState, target: &Target, params: Vec<(&'static str, String)>) -> Response {
+    match target.response_mode {
+        ResponseMode::Query => no_store(Redirect::to(&authorize::query_url(&target.redirect_uri, &params)).into_response()),
+        ResponseMode::FormPost => {
+            // OAuth 2.0 Form Post Response Mode: an auto-submitting form, allowed to post
+            // only to this redirect URI by its own CSP.
+            let nonce = random_token(16);
+            let page = FormPostPage {
+                locale: "en",
+                redirect_uri: &target.redirect_uri,
+                params,
+                nonce: &nonce,
+            };
+            let html = match app.pages.render("form_post.html", &page) {
+                Ok(h) => h,
+                Err(e) => return render_page_error(app, "en", &PageError::internal(e)),
+            };
+            let mut resp = no_store(Html(html).into_response());
+            let csp = format!(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; frame-ancestors 'none'; base-uri 'none'"
+            );
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            resp
+        }
+    }
+}

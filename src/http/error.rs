@@ -1,0 +1,135 @@
+//! Protocol errors as responses: JSON for back-channel endpoints, a redirect to a validated
+//! client, or a translated HTML page when the redirect URI cannot be trusted.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::oauth::{ErrorCode, OAuthError};
+
+/// RFC 6749 §5.2 statuses, one arm per code so a new code cannot fall through silently.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::InvalidRequest
+        | ErrorCode::InvalidGrant
+        | ErrorCode::UnauthorizedClient
+        | ErrorCode::UnsupportedGrantType
+        | ErrorCode::UnsupportedResponseType
+        | ErrorCode::UnsupportedTokenType
+        | ErrorCode::InvalidScope
+        | ErrorCode::AccessDenied
+        | ErrorCode::LoginRequired
+        | ErrorCode::ConsentRequired
+        | ErrorCode::InteractionRequired
+        | ErrorCode::RequestNotSupported
+        | ErrorCode::RequestUriNotSupported => StatusCode::BAD_REQUEST,
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    error_description: &'a str,
+}
+
+/// `{"error", "error_description"}` with `no-store`; `invalid_client` adds the challenge.
+pub fn json_error(err: &OAuthError) -> Response {
+    json_error_with_status(err, status_of(err.code))
+}
+
+pub fn json_error_with_status(err: &OAuthError, status: StatusCode) -> Response {
+    let mut resp = (
+        status,
+        Json(Body {
+            error: err.code.as_str(),
+            error_description: &err.description,
+        }),
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    if err.code == ErrorCode::InvalidClient {
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"clef\", charset=\"UTF-8\""),
+        );
+    }
+    resp
+}
+
+/// A page-level failure, rendered in the user's language.
+#[derive(Debug)]
+pub struct PageError {
+    pub status: StatusCode,
+    pub message: &'static str,
+    pub detail: Option<String>,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, message: &'static str) -> PageError {
+        PageError {
+            status,
+            message,
+            detail: None,
+        }
+    }
+    pub fn internal(err: impl std::fmt::Display) -> PageError {
+        let reference = crate::secret::random_token(6);
+        tracing::error!(reference = %reference, error = %err, "internal error");
+        PageError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "error.internal",
+            detail: Some(format!("[REF:{reference}]")),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(e: crate::store::StoreError) -> Self {
+        PageError::internal(e)
+    }
+}
+
+impl From<crate::auth::AuthError> for PageError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        PageError::internal(e)
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ErrorPage<'a> {
+    locale: &'a str,
+    message: &'a str,
+    detail: Option<&'a str>,
+}
+
+pub fn render_page_error(app: &AppState, locale: &str, e: &PageError) -> Response {
+    let html = app
+        .pages
+        .render(
+            "error.html",
+            &ErrorPage {
+                locale,
+                message: e.message,
+                detail: e.detail.as_deref(),
+            },
+        )
+        .unwrap_or_else(|_| "<!doctype html><title>Error</title><p>Error</p>".to_owned());
+    no_store((e.status, Html(html)).into_response())
+}
+
+pub fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub async fn not_found(axum::extract::State(app): axum::extract::State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let locale = super::extract::locale(&headers, None);
+    render_page_error(&app, locale, &PageError::new(StatusCode::NOT_FOUND, "error.not_found"))
+}

@@ -1,0 +1,423 @@
+//! Hosted pages: log in, sign up, consent, account. Plain forms, no JavaScript needed.
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use serde::Serialize;
+
+use super::authorize::{current_session, issue_code, load_request, respond_error};
+use super::error::{PageError, no_store, render_page_error};
+use super::extract::{self, SESSION_COOKIE, cookie, cookie_name, csrf_ok, csrf_token, field, locale};
+use crate::app::AppState;
+use crate::auth::{Outcome, password};
+use crate::oauth::claims::{ACR_1FA, AMR_PASSWORD};
+use crate::oauth::{ErrorCode, OAuthError, scope};
+use crate::paths;
+use crate::secret::{random_token, sha256_b64};
+use crate::store::{LoginSession, NewUser};
+
+fn query_pairs(q: Option<String>) -> Vec<(String, String)> {
+    extract::parse(q.unwrap_or_default().as_bytes())
+}
+
+fn page<S: Serialize>(app: &AppState, jar: CookieJar, status: StatusCode, name: &str, ctx: &S, loc: &str) -> Response {
+    match app.pages.render(name, ctx) {
+        Ok(html) => (jar, no_store((status, Html(html)).into_response())).into_response(),
+        Err(e) => render_page_error(app, loc, &PageError::internal(e)),
+    }
+}
+
+async fn read_form(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Vec<(String, String)>, PageError> {
+    let pairs = extract::form(headers, body).await.map_err(|e| match e {
+        extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
+        extract::BodyError::NotForm => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
+    })?;
+    if !csrf_ok(app, jar, headers, field(&pairs, "csrf")) {
+        return Err(PageError::new(StatusCode::FORBIDDEN, "error.csrf"));
+    }
+    Ok(pairs)
+}
+
+/// The `req` id, its locale and the client name, when a page serves an authorization request.
+struct Flow {
+    req_id: String,
+    ui_locales: Option<String>,
+    login_hint: Option<String>,
+    client_name: Option<String>,
+}
+
+async fn flow(app: &AppState, req_id: Option<&str>) -> Result<Option<Flow>, PageError> {
+    match req_id {
+        None | Some("") => Ok(None),
+        Some(id) => {
+            let (row, req, client) = load_request(app, Some(id)).await?;
+            Ok(Some(Flow {
+                req_id: row.request_id,
+                ui_locales: req.ui_locales,
+                login_hint: req.login_hint,
+                client_name: Some(client.name),
+            }))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LoginPage<'a> {
+    locale: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    req: &'a str,
+    email: &'a str,
+    error: Option<&'a str>,
+    notice: Option<&'a str>,
+    client_name: Option<&'a str>,
+    signup_url: Option<String>,
+}
+
+fn signup_url(app: &AppState, req: &str) -> Option<String> {
+    app.config.signup_open.then(|| {
+        if req.is_empty() {
+            paths::SIGNUP.to_owned()
+        } else {
+            format!("{}?req={req}", paths::SIGNUP)
+        }
+    })
+}
+
+fn render_login(
+    app: &AppState,
+    jar: CookieJar,
+    status: StatusCode,
+    f: Option<&Flow>,
+    loc: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    let (jar, csrf) = csrf_token(app, jar);
+    let req = f.map(|f| f.req_id.as_str()).unwrap_or("");
+    let ctx = LoginPage {
+        locale: loc,
+        action: paths::LOGIN,
+        csrf: &csrf,
+        req,
+        email,
+        error,
+        notice: None,
+        client_name: f.and_then(|f| f.client_name.as_deref()),
+        signup_url: signup_url(app, req),
+    };
+    page(app, jar, status, "login.html", &ctx, loc)
+}
+
+pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
+    let pairs = query_pairs(q);
+    let f = match flow(&app, field(&pairs, "req")).await {
+        Ok(f) => f,
+        Err(e) => return render_page_error(&app, locale(&headers, None), &e),
+    };
+    let loc = locale(&headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
+    let email = f
+        .as_ref()
+        .and_then(|f| f.login_hint.clone())
+        .or_else(|| field(&pairs, "email").map(str::to_owned))
+        .unwrap_or_default();
+    render_login(&app, jar, StatusCode::OK, f.as_ref(), loc, &email, None)
+}
+
+pub async fn login_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    match login_post_inner(&app, &headers, jar, body).await {
+        Ok(r) => r,
+        Err(e) => render_page_error(&app, loc, &e),
+    }
+}
+
+async fn login_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let f = flow(app, field(&pairs, "req")).await?;
+    let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
+    let email = field(&pairs, "email").unwrap_or("").trim();
+    let password = field(&pairs, "password").unwrap_or("");
+    let outcome = password::verify(&app.db, &app.hasher, email, password).await?;
+    let user_id = match outcome {
+        Outcome::Done { user_id } => user_id,
+        Outcome::Retry => {
+            tracing::info!("password login failed");
+            return Ok(render_login(app, jar, StatusCode::OK, f.as_ref(), loc, email, Some("login.failed")));
+        }
+    };
+    let jar = start_session(app, jar, &user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA).await?;
+    tracing::info!(user_id = %user_id, "password login succeeded");
+    let next = match f {
+        Some(f) => {
+            mark_fresh_login(app, &f.req_id).await?;
+            format!("{}?req={}", paths::AUTHORIZE_RESUME, f.req_id)
+        }
+        None => paths::ACCOUNT.to_owned(),
+    };
+    Ok((jar, no_store(Redirect::to(&next).into_response())).into_response())
+}
+
+/// A new session id on every login (no fixation); any previous session of this browser ends.
+async fn start_session(app: &AppState, jar: CookieJar, user_id: &str, amr: Vec<String>, acr: &str) -> Result<CookieJar, PageError> {
+    let now = app.clock.now();
+    if let Some(old) = jar.get(&cookie_name(app, SESSION_COOKIE)) {
+        app.db.session_delete(&sha256_b64(old.value())).await?;
+    }
+    let id = random_token(32);
+    let session = LoginSession {
+        session_hash: sha256_b64(&id),
+        user_id: user_id.to_owned(),
+        auth_time: now,
+        amr,
+        acr: acr.to_owned(),
+        expires_at: now + app.config.session_ttl,
+    };
+    app.db.session_create(&session, now).await?;
+    Ok(jar.add(cookie(app, SESSION_COOKIE, id, Some(app.config.session_ttl))))
+}
+
+/// Records that the user logged in during this request, which satisfies prompt=login and max_age.
+async fn mark_fresh_login(app: &AppState, req_id: &str) -> Result<(), PageError> {
+    let (row, mut req, _) = load_request(app, Some(req_id)).await?;
+    req.fresh_login = true;
+    let params = serde_json::to_string(&req).map_err(PageError::internal)?;
+    app.db.auth_request_set_params(&row.request_id, &params).await?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct SignupPage<'a> {
+    locale: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    req: &'a str,
+    email: &'a str,
+    name: &'a str,
+    error: Option<&'a str>,
+    login_url: String,
+}
+
+fn login_url(req: &str) -> String {
+    if req.is_empty() {
+        paths::LOGIN.to_owned()
+    } else {
+        format!("{}?req={req}", paths::LOGIN)
+    }
+}
+
+pub async fn signup_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
+    let pairs = query_pairs(q);
+    let f = match flow(&app, field(&pairs, "req")).await {
+        Ok(f) => f,
+        Err(e) => return render_page_error(&app, locale(&headers, None), &e),
+    };
+    let loc = locale(&headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
+    if !app.config.signup_open {
+        return render_page_error(&app, loc, &PageError::new(StatusCode::FORBIDDEN, "signup.closed"));
+    }
+    let req = f.as_ref().map(|f| f.req_id.as_str()).unwrap_or("");
+    let (jar, csrf) = csrf_token(&app, jar);
+    let ctx = SignupPage {
+        locale: loc,
+        action: paths::SIGNUP,
+        csrf: &csrf,
+        req,
+        email: "",
+        name: "",
+        error: None,
+        login_url: login_url(req),
+    };
+    page(&app, jar, StatusCode::OK, "signup.html", &ctx, loc)
+}
+
+fn plausible_email(e: &str) -> bool {
+    let Some((local, domain)) = e.rsplit_once('@') else { return false };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && e.len() <= 254
+        && !e.contains(char::is_whitespace)
+}
+
+pub async fn signup_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    match signup_post_inner(&app, &headers, jar, body).await {
+        Ok(r) => r,
+        Err(e) => render_page_error(&app, loc, &e),
+    }
+}
+
+async fn signup_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let f = flow(app, field(&pairs, "req")).await?;
+    let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
+    if !app.config.signup_open {
+        return Err(PageError::new(StatusCode::FORBIDDEN, "signup.closed"));
+    }
+    let req = f.as_ref().map(|f| f.req_id.as_str()).unwrap_or("");
+    let email = field(&pairs, "email").unwrap_or("").trim().to_lowercase();
+    let name = field(&pairs, "name").unwrap_or("").trim();
+    let password = field(&pairs, "password").unwrap_or("");
+    let problem = if !plausible_email(&email) {
+        Some("signup.invalid_email")
+    } else if password.chars().count() < 8 {
+        Some("signup.password_too_short")
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let (jar, csrf) = csrf_token(app, jar);
+        let ctx = SignupPage {
+            locale: loc,
+            action: paths::SIGNUP,
+            csrf: &csrf,
+            req,
+            email: &email,
+            name,
+            error: Some(problem),
+            login_url: login_url(req),
+        };
+        return Ok(page(app, jar, StatusCode::OK, "signup.html", &ctx, loc));
+    }
+    // Hash before looking the email up, so a taken address costs the same time as a new one.
+    let hash = app.hasher.hash(password).await?;
+    let user = NewUser {
+        user_id: random_token(16),
+        email: email.clone(),
+        email_verified: false,
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        password_hash: Some(hash),
+        roles: vec![],
+        locale: Some(loc.to_owned()),
+    };
+    match app.db.user_create(&user, app.clock.now()).await {
+        Ok(()) => tracing::info!(user_id = %user.user_id, "account created by sign-up"),
+        // Never say that the address is taken: the answer below is the same either way.
+        Err(crate::store::StoreError::Conflict(_)) => tracing::info!("sign-up for an existing email"),
+        Err(e) => return Err(e.into()),
+    }
+    let (jar, csrf) = csrf_token(app, jar);
+    let f_name = f.as_ref().and_then(|f| f.client_name.as_deref());
+    let ctx = LoginPage {
+        locale: loc,
+        action: paths::LOGIN,
+        csrf: &csrf,
+        req,
+        email: &email,
+        error: None,
+        notice: Some("signup.check_email"),
+        client_name: f_name,
+        signup_url: None,
+    };
+    Ok(page(app, jar, StatusCode::OK, "login.html", &ctx, loc))
+}
+
+#[derive(Serialize)]
+struct ConsentPage<'a> {
+    locale: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    req: &'a str,
+    client_name: &'a str,
+    email: &'a str,
+    scopes: &'a [String],
+}
+
+pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
+    let pairs = query_pairs(q);
+    let (row, req, client) = match load_request(&app, field(&pairs, "req")).await {
+        Ok(v) => v,
+        Err(e) => return render_page_error(&app, locale(&headers, None), &e),
+    };
+    let loc = locale(&headers, req.ui_locales.as_deref());
+    let user = match signed_in_user(&app, &jar).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return no_store(Redirect::to(&format!("{}?req={}", paths::LOGIN, row.request_id)).into_response()),
+        Err(e) => return render_page_error(&app, loc, &e),
+    };
+    let (jar, csrf) = csrf_token(&app, jar);
+    let ctx = ConsentPage {
+        locale: loc,
+        action: paths::CONSENT,
+        csrf: &csrf,
+        req: &row.request_id,
+        client_name: &client.name,
+        email: &user.1.email,
+        scopes: &req.scope,
+    };
+    page(&app, jar, StatusCode::OK, "consent.html", &ctx, loc)
+}
+
+async fn signed_in_user(app: &AppState, jar: &CookieJar) -> Result<Option<(LoginSession, crate::store::User)>, PageError> {
+    let Some(s) = current_session(app, jar).await? else {
+        return Ok(None);
+    };
+    Ok(app.db.user_get(&s.user_id).await?.map(|u| (s, u)))
+}
+
+pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    match consent_post_inner(&app, &headers, jar, body).await {
+        Ok(r) => r,
+        Err(e) => render_page_error(&app, loc, &e),
+    }
+}
+
+async fn consent_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let (row, req, client) = load_request(app, field(&pairs, "req")).await?;
+    let Some((session, user)) = signed_in_user(app, &jar).await? else {
+        return Ok(no_store(
+            Redirect::to(&format!("{}?req={}", paths::LOGIN, row.request_id)).into_response(),
+        ));
+    };
+    // The request is answered either way; it must not be replayed.
+    app.db.auth_request_delete(&row.request_id).await?;
+    match field(&pairs, "decision") {
+        Some("allow") => {
+            let now = app.clock.now();
+            let granted = app.db.consent_get(&user.user_id, &client.client_id).await?.unwrap_or_default();
+            app.db
+                .consent_put(&user.user_id, &client.client_id, &scope::union(&granted, &req.scope), now)
+                .await?;
+            tracing::info!(client_id = %client.client_id, "consent granted");
+            issue_code(app, &req, &session).await
+        }
+        Some("deny") => Ok(respond_error(
+            app,
+            &req.target(),
+            &OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
+        )),
+        _ => Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_request")),
+    }
+}
+
+#[derive(Serialize)]
+struct AccountPage<'a> {
+    locale: &'a str,
+    email: Option<&'a str>,
+    csrf: &'a str,
+    logout_action: &'a str,
+    login_url: &'a str,
+}
+
+pub async fn account_get(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar) -> Response {
+    let loc = locale(&headers, None);
+    let user = match signed_in_user(&app, &jar).await {
+        Ok(u) => u,
+        Err(e) => return render_page_error(&app, loc, &e),
+    };
+    let (jar, csrf) = csrf_token(&app, jar);
+    let ctx = AccountPage {
+        locale: loc,
+        email: user.as_ref().map(|u| u.1.email.as_str()),
+        csrf: &csrf,
+        logout_action: paths::END_SESSION,
+        login_url: paths::LOGIN,
+    };
+    page(&app, jar, StatusCode::OK, "account.html", &ctx, loc)
+}

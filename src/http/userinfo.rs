@@ -1,0 +1,107 @@
+//! GET/POST /userinfo (OIDC Core §5.3), bearer token per RFC 6750.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::extract::{BodyError, form};
+use crate::app::AppState;
+use crate::oauth::claims::{UserClaims, UserinfoClaims};
+use crate::oauth::introspect::verify_access_token;
+use crate::oauth::{ErrorCode, OAuthError};
+
+/// RFC 6750 §3: the challenge carries the error; with no credentials at all, no error code.
+fn challenge(err: Option<&OAuthError>) -> Response {
+    let (status, value) = match err {
+        None => (StatusCode::UNAUTHORIZED, "Bearer realm=\"clef\"".to_owned()),
+        Some(e) => {
+            let status = if e.code == ErrorCode::InvalidRequest {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            let desc = e.description.replace(['"', '\\'], "'");
+            (
+                status,
+                format!("Bearer realm=\"clef\", error=\"{}\", error_description=\"{desc}\"", e.code.as_str()),
+            )
+        }
+    };
+    let mut resp = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+    match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(h)) => match h.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(Some(token.trim().to_owned())),
+            _ => Err(OAuthError::new(ErrorCode::InvalidRequest, "malformed Authorization header")),
+        },
+        Some(Err(_)) => Err(OAuthError::new(ErrorCode::InvalidRequest, "malformed Authorization header")),
+    }
+}
+
+async fn answer(app: &AppState, token: Option<String>) -> Response {
+    let Some(token) = token else { return challenge(None) };
+    let now = app.clock.now();
+    let claims = match verify_access_token(&app.keys.get(), &app.config.issuer, &token, now) {
+        Ok(c) => c,
+        Err(e) => return challenge(Some(&e)),
+    };
+    let live = match app.db.userinfo_lookup(&claims.jti, now).await {
+        Ok(Some(l)) => l,
+        Ok(None) => return challenge(Some(&OAuthError::new(ErrorCode::InvalidToken, "the access token was revoked"))),
+        Err(e) => return super::error::json_error(&e.into()),
+    };
+    let body = UserinfoClaims {
+        sub: live.user.user_id.clone(),
+        user: UserClaims::for_scope(&live.user, &live.scope),
+    };
+    let mut resp = Json(body).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+pub async fn get(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    match bearer(&headers) {
+        Ok(t) => answer(&app, t).await,
+        Err(e) => challenge(Some(&e)),
+    }
+}
+
+pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let header_token = match bearer(&headers) {
+        Ok(t) => t,
+        Err(e) => return challenge(Some(&e)),
+    };
+    // RFC 6750 §2.2: the form-encoded body may carry the token instead of the header.
+    let body_token = if headers.contains_key(header::CONTENT_TYPE) {
+        match form(&headers, body).await {
+            Ok(pairs) => {
+                let found: Vec<&str> = pairs.iter().filter(|(k, _)| k == "access_token").map(|(_, v)| v.as_str()).collect();
+                if found.len() > 1 {
+                    return challenge(Some(&OAuthError::invalid_request("access_token is repeated")));
+                }
+                found.first().map(|s| (*s).to_owned())
+            }
+            Err(BodyError::TooLarge) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
+            Err(BodyError::NotForm) => None,
+        }
+    } else {
+        None
+    };
+    match (header_token, body_token) {
+        // RFC 6750 §2: one method per request.
+        (Some(_), Some(_)) => challenge(Some(&OAuthError::invalid_request("send the token in one place only"))),
+        (h, b) => answer(&app, h.or(b)).await,
+    }
+}

@@ -1,0 +1,102 @@
+//! English and French catalogues; the locale comes from `ui_locales`, then `Accept-Language`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const LOCALES: &[&str] = &["en", "fr"];
+pub const DEFAULT_LOCALE: &str = "en";
+
+const EMBEDDED: &[(&str, &str)] = &[
+    ("en", include_str!("../templates/locales/en.toml")),
+    ("fr", include_str!("../templates/locales/fr.toml")),
+];
+
+/// locale -> key -> text.
+#[derive(Debug)]
+pub struct Catalogues(HashMap<&'static str, HashMap<String, String>>);
+
+impl Catalogues {
+    /// The embedded catalogues, each replaced by `{dir}/locales/{locale}.toml` when present.
+    pub fn load(dir: Option<&Path>) -> Result<Catalogues, String> {
+        let mut all = HashMap::new();
+        for (locale, embedded) in EMBEDDED {
+            let text = match dir.map(|d| d.join("locales").join(format!("{locale}.toml"))) {
+                Some(p) if p.exists() => std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
+                _ => (*embedded).to_owned(),
+            };
+            let table: HashMap<String, String> = toml::from_str(&text).map_err(|e| format!("locale {locale}: {e}"))?;
+            all.insert(*locale, table);
+        }
+        Ok(Catalogues(all))
+    }
+
+    /// The text for `key`; a key missing from a catalogue is a bug the tests catch, so at run
+    /// time it falls back to English, then to the key itself.
+    pub fn text<'a>(&'a self, locale: &str, key: &'a str) -> &'a str {
+        self.0
+            .get(locale)
+            .and_then(|c| c.get(key))
+            .or_else(|| self.0.get(DEFAULT_LOCALE).and_then(|c| c.get(key)))
+            .map(String::as_str)
+            .unwrap_or(key)
+    }
+
+    pub fn keys(&self, locale: &str) -> Vec<&str> {
+        let mut k: Vec<&str> = self
+            .0
+            .get(locale)
+            .map(|c| c.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        k.sort_unstable();
+        k
+    }
+}
+
+fn supported(tag: &str) -> Option<&'static str> {
+    let primary = tag.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+    LOCALES.iter().copied().find(|l| *l == primary)
+}
+
+/// OIDC Core §3.1.2.1 `ui_locales` (space-separated, in order of preference) wins; then
+/// `Accept-Language` by q-value; then English.
+pub fn negotiate(ui_locales: Option<&str>, accept_language: Option<&str>) -> &'static str {
+    if let Some(found) = ui_locales.into_iter().flat_map(|u| u.split(' ')).find_map(supported) {
+        return found;
+    }
+    let mut ranged: Vec<(f32, &'static str)> = accept_language
+        .unwrap_or("")
+        .split(',')
+        .filter_map(|part| {
+            let mut it = part.split(';');
+            let locale = supported(it.next()?)?;
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(1.0);
+            (q > 0.0).then_some((q, locale))
+        })
+        .collect();
+    // Stable sort keeps header order among equal weights.
+    ranged.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranged.first().map(|r| r.1).unwrap_or(DEFAULT_LOCALE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogues_have_the_same_keys() {
+        let c = Catalogues::load(None).unwrap();
+        assert_eq!(c.keys("en"), c.keys("fr"));
+        assert!(c.keys("en").len() > 20);
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(negotiate(Some("de fr-CA en"), Some("en")), "fr");
+        assert_eq!(negotiate(None, Some("de;q=1, fr-FR;q=0.8, en;q=0.5")), "fr");
+        assert_eq!(negotiate(None, Some("fr;q=0, en")), "en");
+        assert_eq!(negotiate(Some("de"), None), "en");
+    }
+}

@@ -1,0 +1,441 @@
+//! Signing keys: load or generate under `keys/`, sign JWTs, publish the JWKS, rotate.
+//!
+//! Files are `{created_unix}-{alg}.pem` (PKCS#8). Per algorithm the newest key signs; an older
+//! one stays published until every token it could have signed has expired.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::secret::b64url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: not a usable key ({1})")]
+    Invalid(String, String),
+    #[error("signing failed")]
+    Sign,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("bad signature or claims: {0}")]
+    Rejected(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Alg {
+    RS256,
+    ES256,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 2] = [Alg::RS256, Alg::ES256];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::ES256 => "ES256",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+    fn file_tag(self) -> &'static str {
+        match self {
+            Alg::RS256 => "rs256",
+            Alg::ES256 => "es256",
+        }
+    }
+    fn jwt_alg(self) -> Algorithm {
+        match self {
+            Alg::RS256 => Algorithm::RS256,
+            Alg::ES256 => Algorithm::ES256,
+        }
+    }
+}
+
+enum Material {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+}
+
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Alg,
+    pub created_at: i64,
+    pub file: PathBuf,
+    material: Material,
+    jwk: serde_json::Value,
+    decoding: DecodingKey,
+}
+
+impl SigningKey {
+    fn from_pkcs8(alg: Alg, der: &[u8], created_at: i64, file: PathBuf) -> Result<SigningKey, KeyError> {
+        let name = file.display().to_string();
+        let invalid = |e: String| KeyError::Invalid(name.clone(), e);
+        let (material, members) = match alg {
+            Alg::RS256 => {
+                let kp = RsaKeyPair::from_pkcs8(der).map_err(|e| invalid(e.to_string()))?;
+                if kp.public_modulus_len() < 256 {
+                    return Err(invalid("RSA keys must be 2048 bits or more".into()));
+                }
+                let public = kp.public_key();
+                let n = b64url(public.modulus().big_endian_without_leading_zero());
+                let e = b64url(public.exponent().big_endian_without_leading_zero());
+                (Material::Rsa(kp), vec![("e", e), ("kty", "RSA".to_owned()), ("n", n)])
+            }
+            Alg::ES256 => {
+                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|e| invalid(e.to_string()))?;
+                let point = kp.public_key().as_ref();
+                // Uncompressed SEC1 point: 0x04 || x || y.
+                if point.len() != 65 {
+                    return Err(invalid("unexpected P-256 public key encoding".into()));
+                }
+                let (x, y) = (b64url(&point[1..33]), b64url(&point[33..65]));
+                (
+                    Material::Ec(kp),
+                    vec![("crv", "P-256".to_owned()), ("kty", "EC".to_owned()), ("x", x), ("y", y)],
+                )
+            }
+        };
+        // RFC 7638: the thumbprint hashes the required members in lexicographic order, no spaces.
+        let canonical = format!(
+            "{{{}}}",
+            members
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let kid = b64url(&Sha256::digest(canonical.as_bytes()));
+        let get = |k: &str| members.iter().find(|(m, _)| *m == k).map(|(_, v)| v.as_str()).unwrap_or("");
+        let decoding = match alg {
+            Alg::RS256 => DecodingKey::from_rsa_components(get("n"), get("e")),
+            Alg::ES256 => DecodingKey::from_ec_components(get("x"), get("y")),
+        }
+        .map_err(|e| invalid(e.to_string()))?;
+        let mut jwk = serde_json::Map::new();
+        for (k, v) in &members {
+            jwk.insert((*k).to_owned(), serde_json::Value::String(v.clone()));
+        }
+        jwk.insert("kid".into(), kid.clone().into());
+        jwk.insert("use".into(), "sig".into());
+        jwk.insert("alg".into(), alg.as_str().into());
+        Ok(SigningKey {
+            kid,
+            alg,
+            created_at,
+            file,
+            material,
+            jwk: jwk.into(),
+            decoding,
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rng = SystemRandom::new();
+        match &self.material {
+            Material::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                kp.sign(&RSA_PKCS1_SHA256, &rng, msg, &mut sig).map_err(|_| KeyError::Sign)?;
+                Ok(sig)
+            }
+            Material::Ec(kp) => Ok(kp.sign(&rng, msg).map_err(|_| KeyError::Sign)?.as_ref().to_vec()),
+        }
+    }
+}
+
+/// One consistent view of the keys folder.
+pub struct KeySet {
+    current: HashMap<Alg, Arc<SigningKey>>,
+    by_kid: HashMap<String, Arc<SigningKey>>,
+    /// The JWKS document, serialised once.
+    pub jwks_json: Arc<str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: &'static str,
+    pub created_at: i64,
+    pub status: &'static str,
+    pub file: String,
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'static str,
+    typ: &'a str,
+    kid: &'a str,
+}
+
+impl KeySet {
+    pub fn current(&self, alg: Alg) -> Option<&Arc<SigningKey>> {
+        self.current.get(&alg)
+    }
+
+    /// Compact JWS with the current key of `alg`.
+    pub fn sign<T: Serialize>(&self, alg: Alg, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let key = self.current.get(&alg).ok_or(KeyError::Sign)?;
+        let header = serde_json::to_vec(&Header {
+            alg: alg.as_str(),
+            typ,
+            kid: &key.kid,
+        })
+        .map_err(|_| KeyError::Sign)?;
+        let body = serde_json::to_vec(claims).map_err(|_| KeyError::Sign)?;
+        let mut out = b64url(&header);
+        out.push('.');
+        out.push_str(&b64url(&body));
+        let sig = key.sign(out.as_bytes())?;
+        out.push('.');
+        out.push_str(&b64url(&sig));
+        Ok(out)
+    }
+
+    /// Verifies a token signed by one of our published keys. Expiry is the caller's business,
+    /// checked against `Clock`, so it is not checked here. Returns the header `typ` too.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str, issuer: &str) -> Result<(T, Option<String>), VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
+        let key = self.by_kid.get(&kid).ok_or(VerifyError::UnknownKey)?;
+        if header.alg != key.alg.jwt_alg() {
+            return Err(VerifyError::Rejected("algorithm does not match the key".into()));
+        }
+        let mut v = Validation::new(key.alg.jwt_alg());
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.required_spec_claims.clear();
+        v.set_issuer(&[issuer]);
+        let data = jsonwebtoken::decode::<T>(token, &key.decoding, &v).map_err(|e| VerifyError::Rejected(e.to_string()))?;
+        Ok((data.claims, header.typ))
+    }
+}
+
+/// The live key set, reloaded when the folder changes (after `clef keys rotate`).
+pub struct Keys {
+    dir: PathBuf,
+    retention: i64,
+    set: RwLock<Arc<KeySet>>,
+    listing: Mutex<Vec<String>>,
+}
+
+struct KeyFile {
+    created_at: i64,
+    alg: Alg,
+    path: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
+    move |e| KeyError::Io(path.display().to_string(), e)
+}
+
+fn scan(dir: &Path) -> Result<Vec<KeyFile>, KeyError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".pem") else { continue };
+        let Some((created, tag)) = stem.split_once('-') else { continue };
+        let Ok(created_at) = created.parse::<i64>() else { continue };
+        let Some(alg) = Alg::ALL.into_iter().find(|a| a.file_tag() == tag) else {
+            continue;
+        };
+        files.push(KeyFile {
+            created_at,
+            alg,
+            path: entry.path(),
+        });
+    }
+    files.sort_by_key(|f| (f.alg.as_str(), f.created_at));
+    Ok(files)
+}
+
+/// Key status by position: the newest per alg is current; an older one is retired when its
+/// successor was created, and expires `retention` seconds later.
+fn status_of(files: &[KeyFile], i: usize, retention: i64, now: i64) -> &'static str {
+    let next = files[i + 1..].iter().find(|f| f.alg == files[i].alg);
+    match next {
+        None => "current",
+        Some(n) if n.created_at + retention > now => "retired",
+        Some(_) => "expired",
+    }
+}
+
+fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+        // A folder we made ourselves: make sure git never picks a key up from it.
+        let ignore = dir.join(".gitignore");
+        std::fs::write(&ignore, "*\n!.gitignore\n!README.md\n").map_err(io_err(&ignore))?;
+    }
+    Ok(())
+}
+
+fn generate(dir: &Path, alg: Alg, now: i64) -> Result<(), KeyError> {
+    let der: Vec<u8> = match alg {
+        Alg::RS256 => {
+            let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|e| KeyError::Invalid("RSA".into(), e.to_string()))?;
+            let der: Pkcs8V1Der<'static> = kp.as_der().map_err(|e| KeyError::Invalid("RSA".into(), e.to_string()))?;
+            der.as_ref().to_vec()
+        }
+        Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .map_err(|e| KeyError::Invalid("EC".into(), e.to_string()))?
+            .as_ref()
+            .to_vec(),
+    };
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+    // create_new: two instances starting at once never overwrite each other's key; a clash
+    // in the same second moves to the next second.
+    for created in now.. {
+        let path = dir.join(format!("{created}-{}.pem", alg.file_tag()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(mut f) => {
+                f.write_all(pem.as_bytes()).map_err(io_err(&path))?;
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
+    unreachable!("the loop only ends by returning")
+}
+
+fn build(dir: &Path, retention: i64, now: i64) -> Result<(KeySet, Vec<String>), KeyError> {
+    let files = scan(dir)?;
+    let listing = files.iter().map(|f| f.path.display().to_string()).collect();
+    let mut current = HashMap::new();
+    let mut by_kid = HashMap::new();
+    let mut jwks = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let status = status_of(&files, i, retention, now);
+        if status == "expired" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f.path).map_err(io_err(&f.path))?;
+        let parsed = pem::parse(text).map_err(|e| KeyError::Invalid(f.path.display().to_string(), e.to_string()))?;
+        let key = Arc::new(SigningKey::from_pkcs8(f.alg, parsed.contents(), f.created_at, f.path.clone())?);
+        jwks.push(key.jwk.clone());
+        if status == "current" {
+            current.insert(f.alg, key.clone());
+        }
+        by_kid.insert(key.kid.clone(), key);
+    }
+    let jwks_json = serde_json::json!({ "keys": jwks }).to_string();
+    Ok((
+        KeySet {
+            current,
+            by_kid,
+            jwks_json: jwks_json.into(),
+        },
+        listing,
+    ))
+}
+
+impl Keys {
+    /// Loads the folder, generating any missing algorithm's first key.
+    pub fn load_or_generate(dir: &Path, retention: i64, now: i64) -> Result<Keys, KeyError> {
+        ensure_dir(dir)?;
+        let files = scan(dir)?;
+        for alg in Alg::ALL {
+            if !files.iter().any(|f| f.alg == alg) {
+                generate(dir, alg, now)?;
+                tracing::info!(alg = alg.as_str(), dir = %dir.display(), "generated signing key");
+            }
+        }
+        let (set, listing) = build(dir, retention, now)?;
+        Ok(Keys {
+            dir: dir.to_owned(),
+            retention,
+            set: RwLock::new(Arc::new(set)),
+            listing: Mutex::new(listing),
+        })
+    }
+
+    pub fn get(&self) -> Arc<KeySet> {
+        match self.set.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the folder when its file list changed or a retired key may have expired.
+    pub fn reload(&self, now: i64) -> Result<bool, KeyError> {
+        let files = scan(&self.dir)?;
+        let listing: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+        let (set, listing) = {
+            let mut last = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+            let published_kids = self.get().by_kid.len();
+            let live = (0..files.len())
+                .filter(|&i| status_of(&files, i, self.retention, now) != "expired")
+                .count();
+            if *last == listing && live == published_kids {
+                return Ok(false);
+            }
+            let built = build(&self.dir, self.retention, now)?;
+            *last = built.1.clone();
+            built
+        };
+        let _ = listing;
+        match self.set.write() {
+            Ok(mut g) => *g = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        Ok(true)
+    }
+
+    pub fn list(dir: &Path, retention: i64, now: i64) -> Result<Vec<KeyInfo>, KeyError> {
+        let files = scan(dir)?;
+        let mut out = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            let text = std::fs::read_to_string(&f.path).map_err(io_err(&f.path))?;
+            let parsed = pem::parse(text).map_err(|e| KeyError::Invalid(f.path.display().to_string(), e.to_string()))?;
+            let key = SigningKey::from_pkcs8(f.alg, parsed.contents(), f.created_at, f.path.clone())?;
+            out.push(KeyInfo {
+                kid: key.kid,
+                alg: f.alg.as_str(),
+                created_at: f.created_at,
+                status: status_of(&files, i, retention, now),
+                file: f.path.display().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Makes a new key the signer for every algorithm and deletes keys that have expired.
+    pub fn rotate(dir: &Path, retention: i64, now: i64) -> Result<Vec<KeyInfo>, KeyError> {
+        ensure_dir(dir)?;
+        let before = scan(dir)?;
+        let newest = before.iter().map(|f| f.created_at).max().unwrap_or(0);
+        // A rotation must sort after every existing key, even within the same second.
+        let at = now.max(newest + 1);
+        for alg in Alg::ALL {
+            generate(dir, alg, at)?;
+        }
+        let files = scan(dir)?;
+        for (i, f) in files.iter().enumerate() {
+            if status_of(&files, i, retention, now) == "expired" {
+                std::fs::remove_file(&f.path).map_err(io_err(&f.path))?;
+            }
+        }
+        Keys::list(dir, retention, now)
+    }
+}

@@ -1,0 +1,30 @@
+//! clef: an OAuth 2.0 / OpenID Connect identity provider.
+
+/// Operator actions shared by the CLI and tests.
+pub mod admin;
+/// Application state, start-up and the serve loop.
+pub mod app;
+/// Sign-in methods.
+pub mod auth;
+/// The command line.
+pub mod cli;
+/// The only reader of the wall clock.
+pub mod clock;
+/// Settings from defaults, `clef.toml` and `CLEF_*`.
+pub mod config;
+/// axum handlers: thin, no SQL, no protocol rules.
+pub mod http;
+/// English and French catalogues and locale negotiation.
+pub mod i18n;
+/// Signing keys, JWKS and rotation.
+pub mod keys;
+/// Protocol rules, pure and unit-tested.
+pub mod oauth;
+/// The template engine.
+pub mod pages;
+/// Route paths shared by router and discovery.
+pub mod paths;
+/// Random values, hashes, constant-time comparison.
+pub mod secret;
+/// SQLite and PostgreSQL storage.
+pub mod store;

@@ -1,0 +1,482 @@
+//! The authorization endpoint's checks (RFC 6749 §4.1.1, OIDC Core §3.1.2.1), in a fixed order:
+//! client, redirect_uri, then everything whose failure may be redirected to the client.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ErrorCode, OAuthError, pkce, redirect_uri, scope};
+use crate::store::Client;
+
+/// Request parameters from the query or form body, with repeated names remembered.
+#[derive(Debug, Default)]
+pub struct Params {
+    map: HashMap<String, String>,
+    repeated: Vec<String>,
+}
+
+impl Params {
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Params {
+        let mut p = Params::default();
+        for (k, v) in pairs {
+            if p.map.contains_key(&k) {
+                if !p.repeated.contains(&k) {
+                    p.repeated.push(k);
+                }
+            } else {
+                p.map.insert(k, v);
+            }
+        }
+        p
+    }
+
+    /// RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.map.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    pub fn is_repeated(&self, name: &str) -> bool {
+        self.repeated.iter().any(|r| r == name)
+    }
+
+    /// RFC 6749 §3.1: request and response parameters must not be included more than once.
+    pub fn reject_repeated(&self) -> Result<(), OAuthError> {
+        match self.repeated.first() {
+            Some(name) => Err(OAuthError::invalid_request(format!("parameter {name} is repeated"))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    Query,
+    FormPost,
+}
+
+pub const RESPONSE_MODES: &[&str] = &["query", "form_post"];
+
+/// Why a request cannot be answered by redirect: shown to the user as a page instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrusted {
+    MissingClientId,
+    UnknownClient,
+    MissingRedirectUri,
+    RedirectUriMismatch,
+    RepeatedClientOrRedirect,
+}
+
+impl Untrusted {
+    /// Message key in the page catalogue.
+    pub fn message_key(self) -> &'static str {
+        match self {
+            Untrusted::MissingClientId => "error.missing_client_id",
+            Untrusted::UnknownClient => "error.unknown_client",
+            Untrusted::MissingRedirectUri => "error.missing_redirect_uri",
+            Untrusted::RedirectUriMismatch => "error.redirect_uri_mismatch",
+            Untrusted::RepeatedClientOrRedirect => "error.repeated_parameter",
+        }
+    }
+}
+
+/// A validated place to send the answer to: errors from here on go to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    pub state: Option<String>,
+    /// An unknown response_mode, reported once the target is trusted.
+    bad_response_mode: bool,
+}
+
+/// RFC 6749 §4.1.2.1: never redirect to an unvalidated URI, so these two come first.
+pub fn check_target(params: &Params, client: Option<&Client>) -> Result<Target, Untrusted> {
+    if params.is_repeated("client_id") || params.is_repeated("redirect_uri") {
+        return Err(Untrusted::RepeatedClientOrRedirect);
+    }
+    params.get("client_id").ok_or(Untrusted::MissingClientId)?;
+    let client = client.ok_or(Untrusted::UnknownClient)?;
+    // OIDC Core §3.1.2.1 makes redirect_uri required.
+    let uri = params.get("redirect_uri").ok_or(Untrusted::MissingRedirectUri)?;
+    if !redirect_uri::matches(&client.redirect_uris, uri) {
+        return Err(Untrusted::RedirectUriMismatch);
+    }
+    let (response_mode, bad_response_mode) = match params.get("response_mode") {
+        None | Some("query") => (ResponseMode::Query, false),
+        Some("form_post") => (ResponseMode::FormPost, false),
+        Some(_) => (ResponseMode::Query, true),
+    };
+    Ok(Target {
+        redirect_uri: uri.to_owned(),
+        response_mode,
+        state: params.get("state").map(str::to_owned),
+        bad_response_mode,
+    })
+}
+
+/// A request that passed every check, kept server-side while the user logs in and consents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizeRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub response_mode: ResponseMode,
+    pub state: Option<String>,
+    pub scope: Vec<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt_none: bool,
+    pub prompt_login: bool,
+    pub prompt_consent: bool,
+    pub max_age: Option<i64>,
+    /// `sub` of a valid `id_token_hint`.
+    pub hint_sub: Option<String>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+    pub acr_values: Vec<String>,
+    /// Set once the user has logged in during this request (satisfies prompt=login, max_age).
+    #[serde(default)]
+    pub fresh_login: bool,
+}
+
+impl AuthorizeRequest {
+    pub fn target(&self) -> Target {
+        Target {
+            redirect_uri: self.redirect_uri.clone(),
+            response_mode: self.response_mode,
+            state: self.state.clone(),
+            bad_response_mode: false,
+        }
+    }
+}
+
+/// How an `id_token_hint` turned out; the caller verifies the signature with our keys.
+pub enum Hint {
+    Absent,
+    Valid { sub: String },
+    Invalid,
+}
+
+const MAX_NONCE: usize = 512;
+
+/// The checks after the target is trusted; errors are redirected with `state` and `iss`.
+pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -> Result<AuthorizeRequest, OAuthError> {
+    params.reject_repeated()?;
+    if target.bad_response_mode {
+        return Err(OAuthError::invalid_request("unsupported response_mode"));
+    }
+    // OIDC Core §6: we support neither request objects nor request_uri.
+    if params.get("request").is_some() {
+        return Err(OAuthError::new(ErrorCode::RequestNotSupported, "request objects are not supported"));
+    }
+    if params.get("request_uri").is_some() {
+        return Err(OAuthError::new(ErrorCode::RequestUriNotSupported, "request_uri is not supported"));
+    }
+    match params.get("response_type") {
+        None => return Err(OAuthError::invalid_request("response_type is required")),
+        Some("code") => {}
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ));
+        }
+    }
+    if !client.allows_grant("authorization_code") {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "client may not use the authorization code grant",
+        ));
+    }
+    let scope = scope::parse(params.get("scope"))?;
+    let code_challenge = pkce::check_challenge(params.get("code_challenge"), params.get("code_challenge_method"), client.is_public)?;
+
+    let mut prompt_none = false;
+    let mut prompt_login = false;
+    let mut prompt_consent = false;
+    let mut prompt_count = 0;
+    for p in params.get("prompt").unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+        prompt_count += 1;
+        match p {
+            "none" => prompt_none = true,
+            // We have one account per browser session, so choosing an account means logging in.
+            "login" | "select_account" => prompt_login = true,
+            "consent" => prompt_consent = true,
+            _ => return Err(OAuthError::invalid_request(format!("unsupported prompt value {p:?}"))),
+        }
+    }
+    if prompt_none && prompt_count > 1 {
+        return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
+    }
+    let max_age = match params.get("max_age") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| OAuthError::invalid_request("max_age must be a non-negative integer"))?,
+        ),
+    };
+    let hint_sub = match hint {
+        Hint::Absent => None,
+        Hint::Valid { sub } => Some(sub),
+        Hint::Invalid => {
+            return Err(OAuthError::invalid_request(
+                "id_token_hint is not a valid ID token issued by this provider",
+            ));
+        }
+    };
+    let nonce = params.get("nonce").map(str::to_owned);
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
+        return Err(OAuthError::invalid_request("nonce is too long"));
+    }
+    if let Some(d) = params.get("display") {
+        if !["page", "popup", "touch", "wap"].contains(&d) {
+            return Err(OAuthError::invalid_request("unsupported display value"));
+        }
+    }
+    Ok(AuthorizeRequest {
+        client_id: client.client_id.clone(),
+        redirect_uri: target.redirect_uri.clone(),
+        response_mode: target.response_mode,
+        state: target.state.clone(),
+        scope,
+        nonce,
+        code_challenge,
+        prompt_none,
+        prompt_login,
+        prompt_consent,
+        max_age,
+        hint_sub,
+        login_hint: params.get("login_hint").map(str::to_owned),
+        ui_locales: params.get("ui_locales").map(str::to_owned),
+        acr_values: params
+            .get("acr_values")
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        fresh_login: false,
+    })
+}
+
+/// The session facts the decision needs.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionView<'a> {
+    pub user_id: &'a str,
+    pub auth_time: i64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Login,
+    Consent,
+    Issue,
+    Fail(OAuthError),
+}
+
+/// OIDC Core §3.1.2.3 and §3.1.2.4: does this request need a login, a consent, or neither?
+pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent_covered: bool, skip_consent: bool, now: i64) -> Next {
+    let login_needed = match session {
+        None => true,
+        Some(s) => {
+            let wrong_user = req.hint_sub.as_deref().is_some_and(|sub| sub != s.user_id);
+            let too_old = req.max_age.is_some_and(|m| now - s.auth_time > m);
+            wrong_user || (!req.fresh_login && (req.prompt_login || too_old))
+        }
+    };
+    if login_needed {
+        return if req.prompt_none {
+            Next::Fail(OAuthError::new(ErrorCode::LoginRequired, "the user is not logged in"))
+        } else {
+            Next::Login
+        };
+    }
+    let consent_needed = !skip_consent && (req.prompt_consent || !consent_covered);
+    if consent_needed {
+        return if req.prompt_none {
+            Next::Fail(OAuthError::new(
+                ErrorCode::ConsentRequired,
+                "the user has not consented to this client",
+            ))
+        } else {
+            Next::Consent
+        };
+    }
+    Next::Issue
+}
+
+/// The parameters of an authorization response (RFC 6749 §4.1.2, RFC 9207 `iss`).
+pub fn success_params(code: &str, target: &Target, issuer: &str) -> Vec<(&'static str, String)> {
+    let mut p = vec![("code", code.to_owned())];
+    if let Some(s) = &target.state {
+        p.push(("state", s.clone()));
+    }
+    p.push(("iss", issuer.to_owned()));
+    p
+}
+
+pub fn error_params(err: &OAuthError, target: &Target, issuer: &str) -> Vec<(&'static str, String)> {
+    let mut p = vec![
+        ("error", err.code.as_str().to_owned()),
+        ("error_description", err.description.to_string()),
+    ];
+    if let Some(s) = &target.state {
+        p.push(("state", s.clone()));
+    }
+    p.push(("iss", issuer.to_owned()));
+    p
+}
+
+/// Appends parameters to the redirect URI's query, keeping any query it already has.
+pub fn query_url(redirect_uri: &str, params: &[(&'static str, String)]) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        ser.append_pair(k, v);
+    }
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    format!("{redirect_uri}{sep}{}", ser.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client {
+            client_id: "c1".into(),
+            secret_hash: None,
+            name: "c".into(),
+            redirect_uris: vec!["https://rp.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec!["authorization_code".into()],
+            is_public: true,
+            skip_consent: false,
+            id_token_alg: "RS256".into(),
+            created_at: 0,
+        }
+    }
+
+    const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+    fn params(extra: &[(&str, &str)]) -> Params {
+        let mut base: Vec<(String, String)> = [
+            ("client_id", "c1"),
+            ("redirect_uri", "https://rp.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in extra {
+            base.retain(|(bk, _)| bk != k);
+            if !v.is_empty() {
+                base.push(((*k).to_owned(), (*v).to_owned()));
+            }
+        }
+        Params::from_pairs(base)
+    }
+
+    fn run(extra: &[(&str, &str)]) -> Result<AuthorizeRequest, OAuthError> {
+        let p = params(extra);
+        let c = client();
+        let t = check_target(&p, Some(&c)).unwrap();
+        validate(&p, &c, &t, Hint::Absent)
+    }
+
+    #[test]
+    fn target_checks_come_first() {
+        let c = client();
+        assert_eq!(
+            check_target(&params(&[("client_id", "")]), Some(&c)).unwrap_err(),
+            Untrusted::MissingClientId
+        );
+        assert_eq!(check_target(&params(&[]), None).unwrap_err(), Untrusted::UnknownClient);
+        assert_eq!(
+            check_target(&params(&[("redirect_uri", "")]), Some(&c)).unwrap_err(),
+            Untrusted::MissingRedirectUri
+        );
+        assert_eq!(
+            check_target(&params(&[("redirect_uri", "https://rp.example/cb/")]), Some(&c)).unwrap_err(),
+            Untrusted::RedirectUriMismatch
+        );
+    }
+
+    #[test]
+    fn error_codes_in_order() {
+        for (extra, code) in [
+            (&[("response_type", "")][..], ErrorCode::InvalidRequest),
+            (&[("response_type", "token")][..], ErrorCode::UnsupportedResponseType),
+            (&[("scope", "email")][..], ErrorCode::InvalidScope),
+            (&[("code_challenge", "")][..], ErrorCode::InvalidRequest),
+            (&[("code_challenge_method", "plain")][..], ErrorCode::InvalidRequest),
+            (&[("prompt", "none login")][..], ErrorCode::InvalidRequest),
+            (&[("max_age", "-1")][..], ErrorCode::InvalidRequest),
+            (&[("request", "eyJ")][..], ErrorCode::RequestNotSupported),
+            (&[("response_mode", "fragment")][..], ErrorCode::InvalidRequest),
+        ] {
+            assert_eq!(run(extra).unwrap_err().code, code, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_parameters_are_rejected() {
+        let mut pairs: Vec<(String, String)> = vec![];
+        for (k, v) in [
+            ("client_id", "c1"),
+            ("redirect_uri", "https://rp.example/cb"),
+            ("scope", "openid"),
+            ("scope", "openid"),
+        ] {
+            pairs.push((k.into(), v.into()));
+        }
+        let p = Params::from_pairs(pairs);
+        let t = check_target(&p, Some(&client())).unwrap();
+        assert_eq!(
+            validate(&p, &client(), &t, Hint::Absent).unwrap_err().description,
+            "parameter scope is repeated"
+        );
+        let p = Params::from_pairs(vec![("client_id".into(), "c1".into()), ("client_id".into(), "c2".into())]);
+        assert_eq!(check_target(&p, Some(&client())).unwrap_err(), Untrusted::RepeatedClientOrRedirect);
+    }
+
+    #[test]
+    fn decisions() {
+        let req = run(&[]).unwrap();
+        let s = SessionView {
+            user_id: "u1",
+            auth_time: 1000,
+        };
+        assert_eq!(decide(&req, None, false, false, 1000), Next::Login);
+        assert_eq!(decide(&req, Some(s), false, false, 1000), Next::Consent);
+        assert_eq!(decide(&req, Some(s), true, false, 1000), Next::Issue);
+        assert_eq!(decide(&req, Some(s), false, true, 1000), Next::Issue);
+
+        let none = run(&[("prompt", "none")]).unwrap();
+        assert_eq!(
+            decide(&none, None, true, false, 1000),
+            Next::Fail(OAuthError::new(ErrorCode::LoginRequired, "the user is not logged in"))
+        );
+        assert!(matches!(decide(&none, Some(s), false, false, 1000), Next::Fail(e) if e.code == ErrorCode::ConsentRequired));
+
+        let mut aged = run(&[("max_age", "60")]).unwrap();
+        assert_eq!(decide(&aged, Some(s), true, false, 1060), Next::Issue);
+        assert_eq!(decide(&aged, Some(s), true, false, 1061), Next::Login);
+        aged.fresh_login = true;
+        assert_eq!(decide(&aged, Some(s), true, false, 1061), Next::Issue);
+
+        let login = run(&[("prompt", "login")]).unwrap();
+        assert_eq!(decide(&login, Some(s), true, false, 1000), Next::Login);
+    }
+
+    #[test]
+    fn query_url_keeps_existing_query() {
+        let p = vec![("code", "a b".to_owned()), ("iss", "https://x".to_owned())];
+        assert_eq!(query_url("https://rp/cb", &p), "https://rp/cb?code=a+b&iss=https%3A%2F%2Fx");
+        assert_eq!(query_url("https://rp/cb?x=1", &p), "https://rp/cb?x=1&code=a+b&iss=https%3A%2F%2Fx");
+    }
+}

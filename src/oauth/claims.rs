@@ -1,0 +1,142 @@
+//! What goes into ID tokens (OIDC Core §2), JWT access tokens (RFC 9068) and userinfo (§5.3).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::scope;
+use crate::secret::b64url;
+use crate::store::User;
+
+/// RFC 8176 method references recorded by login.
+pub const AMR_PASSWORD: &str = "pwd";
+
+/// Authentication context classes clef can assert.
+pub const ACR_1FA: &str = "urn:clef:acr:1fa";
+pub const ACR_2FA: &str = "urn:clef:acr:2fa";
+pub const ACR_SUPPORTED: &[&str] = &[ACR_1FA, ACR_2FA];
+
+/// OIDC Core §3.1.3.6: left half of SHA-256 (our algorithms all use it) of the token's ASCII.
+pub fn at_hash(access_token: &str) -> String {
+    let digest = Sha256::digest(access_token.as_bytes());
+    b64url(&digest[..16])
+}
+
+/// Claims about the user that a scope releases, shared by ID token and userinfo.
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct UserClaims {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+impl UserClaims {
+    pub fn for_scope(user: &User, granted: &str) -> UserClaims {
+        let mut c = UserClaims::default();
+        if scope::has(granted, "profile") {
+            c.name = user.name.clone();
+            c.locale = user.locale.clone();
+            c.updated_at = Some(user.updated_at);
+        }
+        if scope::has(granted, "email") {
+            c.email = Some(user.email.clone());
+            c.email_verified = Some(user.email_verified);
+        }
+        if scope::has(granted, "roles") {
+            c.roles = Some(user.roles.clone());
+        }
+        c
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    pub azp: String,
+    pub acr: String,
+    pub amr: Vec<String>,
+    #[serde(flatten)]
+    pub user: UserClaims,
+}
+
+/// RFC 9068 §2.2.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: Vec<String>,
+}
+
+/// Userinfo response body (OIDC Core §5.3.2).
+#[derive(Debug, Serialize)]
+pub struct UserinfoClaims {
+    pub sub: String,
+    #[serde(flatten)]
+    pub user: UserClaims,
+}
+
+/// The few ID token claims an `id_token_hint` is read for.
+#[derive(Debug, Deserialize)]
+pub struct HintClaims {
+    pub sub: String,
+    #[serde(default)]
+    pub aud: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_hash_matches_oidc_example() {
+        // OIDC Core Appendix A.3 uses RS256: access token and its at_hash.
+        assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+    }
+
+    #[test]
+    fn claims_follow_scope() {
+        let user = User {
+            user_id: "u".into(),
+            email: "a@b.c".into(),
+            email_verified: false,
+            name: Some("Ana".into()),
+            password_hash: None,
+            roles: vec!["ADMIN".into()],
+            locale: None,
+            created_at: 0,
+            updated_at: 5,
+        };
+        let c = UserClaims::for_scope(&user, "openid email");
+        assert_eq!(c.email.as_deref(), Some("a@b.c"));
+        assert_eq!(c.email_verified, Some(false));
+        assert!(c.name.is_none() && c.roles.is_none());
+        let c = UserClaims::for_scope(&user, "openid profile roles");
+        assert_eq!(c.name.as_deref(), Some("Ana"));
+        assert_eq!(c.roles, Some(vec!["ADMIN".to_owned()]));
+    }
+}

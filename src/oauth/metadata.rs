@@ -1,0 +1,63 @@
+//! The discovery document (OIDC Discovery 1.0 §3, RFC 8414 §2): only what clef really does.
+
+use serde_json::{Value, json};
+
+use super::authorize::RESPONSE_MODES;
+use super::claims::ACR_SUPPORTED;
+use super::{scope, token};
+use crate::config::Config;
+use crate::i18n::LOCALES;
+use crate::paths;
+
+/// Every endpoint URL the document advertises, for the test that calls each of them.
+pub const ENDPOINT_FIELDS: &[&str] = &[
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "jwks_uri",
+    "end_session_endpoint",
+    "revocation_endpoint",
+    "introspection_endpoint",
+];
+
+pub fn document(config: &Config) -> Value {
+    let url = |p: &str| config.endpoint(p);
+    json!({
+        "issuer": config.issuer,
+        "authorization_endpoint": url(paths::AUTHORIZE),
+        "token_endpoint": url(paths::TOKEN),
+        "userinfo_endpoint": url(paths::USERINFO),
+        "jwks_uri": url(paths::JWKS),
+        "end_session_endpoint": url(paths::END_SESSION),
+        "revocation_endpoint": url(paths::REVOKE),
+        "introspection_endpoint": url(paths::INTROSPECT),
+        "scopes_supported": scope::SUPPORTED,
+        "response_types_supported": ["code"],
+        "response_modes_supported": RESPONSE_MODES,
+        "grant_types_supported": token::GRANT_TYPES,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        "userinfo_signing_alg_values_supported": [],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "acr", "amr",
+            "name", "locale", "updated_at", "email", "email_verified", "roles"
+        ],
+        "claim_types_supported": ["normal"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "require_request_uri_registration": false,
+        "acr_values_supported": ACR_SUPPORTED,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "display_values_supported": ["page", "popup", "touch", "wap"],
+        "ui_locales_supported": LOCALES,
+        "claims_locales_supported": LOCALES,
+        "authorization_response_iss_parameter_supported": true,
+        "frontchannel_logout_supported": false,
+        "backchannel_logout_supported": false,
+    })
+}

@@ -1,0 +1,14 @@
+//! The OAuth 2.0 / OpenID Connect protocol rules: no HTTP framework, no SQL.
+
+pub mod authorize;
+pub mod claims;
+pub mod client_auth;
+pub mod error;
+pub mod introspect;
+pub mod metadata;
+pub mod pkce;
+pub mod redirect_uri;
+pub mod scope;
+pub mod token;
+
+pub use error::{ErrorCode, OAuthError};

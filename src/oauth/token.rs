@@ -1,0 +1,307 @@
+//! The token endpoint's grants (RFC 6749 §4.1.3, §6) and what they issue (OIDC Core §3.1.3).
+
+use serde::Serialize;
+
+use super::authorize::Params;
+use super::claims::{AccessTokenClaims, IdTokenClaims, UserClaims, at_hash};
+use super::error::invalid_grant_unless;
+use super::{ErrorCode, OAuthError, pkce, scope};
+use crate::config::Config;
+use crate::keys::{Alg, KeySet};
+use crate::secret::{random_token, sha256_b64};
+use crate::store::{AccessTokenRow, Client, Db, IssuedCode, NewRefreshToken, Redemption, RefreshRedemption, StoreError, User};
+
+pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        let reference = random_token(6);
+        tracing::error!(reference = %reference, error = %e, "storage failure");
+        OAuthError::new(ErrorCode::ServerError, format!("internal error [REF:{reference}]"))
+    }
+}
+
+impl From<crate::keys::KeyError> for OAuthError {
+    fn from(e: crate::keys::KeyError) -> Self {
+        let reference = random_token(6);
+        tracing::error!(reference = %reference, error = %e, "signing failure");
+        OAuthError::new(ErrorCode::ServerError, format!("internal error [REF:{reference}]"))
+    }
+}
+
+/// What the token endpoint needs from the application.
+pub struct Ctx<'a> {
+    pub db: &'a Db,
+    pub keys: &'a KeySet,
+    pub config: &'a Config,
+}
+
+/// The facts a grant carries from the original login into every token it yields.
+struct Grant {
+    grant_id: String,
+    scope: String,
+    nonce: Option<String>,
+    auth_time: i64,
+    amr: Vec<String>,
+    acr: String,
+}
+
+pub async fn exchange(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
+    params.reject_repeated()?;
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if !GRANT_TYPES.contains(&grant_type) {
+        return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "unsupported grant_type"));
+    }
+    if !client.allows_grant(grant_type) {
+        return Err(OAuthError::new(ErrorCode::UnauthorizedClient, "client may not use this grant type"));
+    }
+    match grant_type {
+        "authorization_code" => authorization_code(ctx, client, params, now).await,
+        _ => refresh_token(ctx, client, params, now).await,
+    }
+}
+
+/// RFC 6749 §4.1.3 and RFC 7636 §4.6. Pure: the caller already took the code out of the store.
+fn verify_code(code: &IssuedCode, client: &Client, redirect_uri: &str, verifier: Option<&str>, now: i64) -> Result<(), OAuthError> {
+    invalid_grant_unless(code.client_id == client.client_id, "code was issued to another client")?;
+    invalid_grant_unless(code.expires_at > now, "code expired")?;
+    invalid_grant_unless(
+        code.redirect_uri == redirect_uri,
+        "redirect_uri differs from the authorization request",
+    )?;
+    pkce::verify(code.code_challenge.as_deref(), verifier)
+}
+
+async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
+    let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let code_hash = sha256_b64(code);
+    let issued = match ctx.db.code_redeem(&code_hash).await? {
+        Redemption::Fresh(c) => c,
+        Redemption::Unknown => return Err(OAuthError::invalid_grant("code is invalid")),
+        Redemption::Replayed(grant_id) => {
+            // RFC 6749 §4.1.2: a code used twice revokes what it yielded.
+            ctx.db.grant_revoke(&grant_id).await?;
+            tracing::warn!(client_id = %client.client_id, "authorization code replayed; grant revoked");
+            return Err(OAuthError::invalid_grant(
+                "code was already used; tokens issued from it are revoked",
+            ));
+        }
+    };
+    verify_code(&issued, client, redirect_uri, params.get("code_verifier"), now)?;
+    let user = ctx
+        .db
+        .user_get(&issued.user_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("user no longer exists"))?;
+    let grant = Grant {
+        grant_id: issued.grant_id,
+        scope: issued.scope,
+        nonce: issued.nonce,
+        auth_time: issued.auth_time,
+        amr: issued.amr,
+        acr: issued.acr,
+    };
+    let response = issue(ctx, client, &user, &grant, now, true).await?;
+    if ctx.db.code_was_replayed(&code_hash).await? {
+        ctx.db.grant_revoke(&grant.grant_id).await?;
+    }
+    tracing::info!(client_id = %client.client_id, "tokens issued for authorization code");
+    Ok(response)
+}
+
+async fn refresh_token(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let row = match ctx.db.refresh_token_redeem(&sha256_b64(token)).await? {
+        RefreshRedemption::Fresh(r) => r,
+        RefreshRedemption::Unknown => return Err(OAuthError::invalid_grant("refresh token is invalid")),
+        RefreshRedemption::Reused(grant_id) => {
+            // RFC 9700 §4.14.2: reuse of a rotated refresh token means it leaked.
+            ctx.db.grant_revoke(&grant_id).await?;
+            tracing::warn!(client_id = %client.client_id, "rotated refresh token reused; grant revoked");
+            return Err(OAuthError::invalid_grant("refresh token was already used; the grant is revoked"));
+        }
+    };
+    invalid_grant_unless(row.client_id == client.client_id, "refresh token was issued to another client")?;
+    invalid_grant_unless(row.expires_at > now, "refresh token expired")?;
+    // RFC 6749 §6: a narrower scope may be asked for, never a wider one.
+    let granted = match params.get("scope") {
+        None => row.scope.clone(),
+        Some(asked) => {
+            let wanted: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+            if !wanted.iter().all(|w| scope::has(&row.scope, w)) {
+                return Err(OAuthError::new(ErrorCode::InvalidScope, "scope exceeds the original grant"));
+            }
+            wanted.join(" ")
+        }
+    };
+    let user = ctx
+        .db
+        .user_get(&row.user_id)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("user no longer exists"))?;
+    let grant = Grant {
+        grant_id: row.grant_id,
+        scope: granted,
+        nonce: None,
+        auth_time: row.auth_time,
+        amr: row.amr,
+        acr: row.acr,
+    };
+    issue(ctx, client, &user, &grant, now, true).await
+}
+
+async fn issue(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_refresh: bool) -> Result<TokenResponse, OAuthError> {
+    let cfg = ctx.config;
+    let jti = random_token(16);
+    let at_claims = AccessTokenClaims {
+        iss: cfg.issuer.clone(),
+        sub: user.user_id.clone(),
+        aud: cfg.issuer.clone(),
+        exp: now + cfg.access_token_ttl,
+        iat: now,
+        jti: jti.clone(),
+        client_id: client.client_id.clone(),
+        scope: g.scope.clone(),
+        auth_time: g.auth_time,
+        acr: g.acr.clone(),
+        amr: g.amr.clone(),
+    };
+    // RFC 9068 §2.1: typ at+jwt, so an access token can never pass for an ID token.
+    let access_token = ctx.keys.sign(Alg::RS256, "at+jwt", &at_claims)?;
+    ctx.db
+        .access_token_create(
+            &AccessTokenRow {
+                jti,
+                grant_id: g.grant_id.clone(),
+                client_id: client.client_id.clone(),
+                user_id: user.user_id.clone(),
+                scope: g.scope.clone(),
+                expires_at: at_claims.exp,
+            },
+            now,
+        )
+        .await?;
+
+    let id_claims = IdTokenClaims {
+        iss: cfg.issuer.clone(),
+        sub: user.user_id.clone(),
+        aud: client.client_id.clone(),
+        exp: now + cfg.id_token_ttl,
+        iat: now,
+        auth_time: g.auth_time,
+        nonce: g.nonce.clone(),
+        at_hash: Some(at_hash(&access_token)),
+        azp: client.client_id.clone(),
+        acr: g.acr.clone(),
+        amr: g.amr.clone(),
+        user: UserClaims::for_scope(user, &g.scope),
+    };
+    let alg = Alg::parse(&client.id_token_alg).unwrap_or(Alg::RS256);
+    let id_token = ctx.keys.sign(alg, "JWT", &id_claims)?;
+
+    let refresh_token = if allow_refresh && client.allows_grant("refresh_token") {
+        let token = random_token(32);
+        ctx.db
+            .refresh_token_create(
+                &NewRefreshToken {
+                    token_hash: sha256_b64(&token),
+                    grant_id: g.grant_id.clone(),
+                    client_id: client.client_id.clone(),
+                    user_id: user.user_id.clone(),
+                    scope: g.scope.clone(),
+                    nonce: g.nonce.clone(),
+                    auth_time: g.auth_time,
+                    amr: g.amr.clone(),
+                    acr: g.acr.clone(),
+                    expires_at: now + cfg.refresh_token_ttl,
+                },
+                now,
+            )
+            .await?;
+        Some(token)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: cfg.access_token_ttl,
+        id_token: Some(id_token),
+        refresh_token,
+        scope: g.scope.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(now: i64) -> IssuedCode {
+        IssuedCode {
+            grant_id: "g".into(),
+            client_id: "c1".into(),
+            user_id: "u".into(),
+            redirect_uri: "https://rp/cb".into(),
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: None,
+            auth_time: now,
+            amr: vec![],
+            acr: String::new(),
+            expires_at: now + 60,
+        }
+    }
+
+    fn client(id: &str) -> Client {
+        Client {
+            client_id: id.into(),
+            secret_hash: None,
+            name: "c".into(),
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![],
+            is_public: false,
+            skip_consent: false,
+            id_token_alg: "RS256".into(),
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn code_checks() {
+        let c = code(1000);
+        verify_code(&c, &client("c1"), "https://rp/cb", None, 1059).unwrap();
+        for (cl, uri, now, why) in [
+            ("c2", "https://rp/cb", 1000, "code was issued to another client"),
+            ("c1", "https://rp/cb", 1060, "code expired"),
+            (
+                "c1",
+                "https://rp/other",
+                1000,
+                "redirect_uri differs from the authorization request",
+            ),
+        ] {
+            let e = verify_code(&c, &client(cl), uri, None, now).unwrap_err();
+            assert_eq!((e.code, e.description.as_ref()), (ErrorCode::InvalidGrant, why));
+        }
+    }
+}

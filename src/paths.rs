@@ -1,0 +1,18 @@
+//! Route paths, shared by the router and the discovery document so the two cannot drift.
+
+pub const DISCOVERY: &str = "/.well-known/openid-configuration";
+pub const AS_METADATA: &str = "/.well-known/oauth-authorization-server";
+pub const JWKS: &str = "/jwks";
+pub const AUTHORIZE: &str = "/authorize";
+pub const AUTHORIZE_RESUME: &str = "/authorize/resume";
+pub const TOKEN: &str = "/token";
+pub const USERINFO: &str = "/userinfo";
+pub const REVOKE: &str = "/revoke";
+pub const INTROSPECT: &str = "/introspect";
+pub const END_SESSION: &str = "/logout";
+pub const LOGIN: &str = "/login";
+pub const SIGNUP: &str = "/signup";
+pub const CONSENT: &str = "/consent";
+pub const ACCOUNT: &str = "/account";
+pub const HEALTHZ: &str = "/healthz";
+pub const READYZ: &str = "/readyz";

@@ -1,0 +1,173 @@
+//! Persistence: the only module that knows SQLite and PostgreSQL both exist.
+
+mod clients;
+mod codes;
+mod consents;
+mod sessions;
+mod settings;
+mod tokens;
+mod users;
+
+pub use clients::{Client, NewClient};
+pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
+pub use sessions::LoginSession;
+pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};
+pub use users::{NewUser, User};
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// Runs the same statement on whichever backend `db` is; each arm gets a pool of its own type.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("database URL: {0}")]
+    Url(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Maps a unique-constraint violation to a user-facing conflict, anything else stays a DB error.
+pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
+    match err.as_database_error() {
+        Some(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Db(err),
+    }
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Db {
+    /// Opens a pool for a `sqlite:` or `postgres:` URL. Nothing is migrated here.
+    pub async fn connect(url: &str) -> Result<Db> {
+        if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::Url(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(parent) = options.get_filename().parent() {
+                if !memory && !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
+                }
+            }
+            // An in-memory database exists once per connection, so it gets exactly one.
+            let max = if memory { 1 } else { 8 };
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(None::<Duration>)
+                .max_lifetime(None::<Duration>)
+                .connect_with(options)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(StoreError::Url("must start with sqlite: or postgres:".to_owned()))
+        }
+    }
+
+    /// Applies pending migrations. PostgreSQL takes an advisory lock, so instances starting
+    /// together apply them once; SQLite serialises writers on its own.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        on_db!(self, pool => { sqlx::query("select 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, pool => pool.close().await)
+    }
+
+    /// Deletes rows whose lifetime is over. Returns how many rows went.
+    pub async fn cleanup(&self, now: i64) -> Result<u64> {
+        const STATEMENTS: [&str; 5] = [
+            "delete from auth_codes where expires_at < $1",
+            "delete from auth_requests where expires_at < $1",
+            "delete from login_sessions where expires_at < $1",
+            "delete from access_tokens where expires_at < $1",
+            "delete from refresh_tokens where expires_at < $1",
+        ];
+        let mut n = 0;
+        for sql in STATEMENTS {
+            n += on_db!(self, pool => sqlx::query(sql).bind(now).execute(pool).await?.rows_affected());
+        }
+        Ok(n)
+    }
+}
+
+pub(crate) fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+pub(crate) fn parse_list(raw: &str) -> Result<Vec<String>> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("list {raw:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Both backends must carry the same migration versions, or one would drift.
+    #[test]
+    fn migration_folders_match() {
+        let names = |dir: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let base = env!("CARGO_MANIFEST_DIR");
+        assert_eq!(
+            names(&format!("{base}/migrations/sqlite")),
+            names(&format!("{base}/migrations/postgres"))
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! End users. `user_id` is the stable random `sub`; the email can change.
+
+use super::{Db, Result, StoreError, json_list, on_db, on_unique, parse_list};
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub user_id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub roles: Vec<String>,
+    pub locale: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug)]
+pub struct NewUser {
+    pub user_id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub password_hash: Option<String>,
+    pub roles: Vec<String>,
+    pub locale: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    user_id: String,
+    email: String,
+    email_verified: i64,
+    name: Option<String>,
+    password_hash: Option<String>,
+    roles: String,
+    locale: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<UserRow> for User {
+    type Error = StoreError;
+    fn try_from(r: UserRow) -> Result<User> {
+        Ok(User {
+            user_id: r.user_id,
+            email: r.email,
+            email_verified: r.email_verified != 0,
+            name: r.name,
+            password_hash: r.password_hash,
+            roles: parse_list(&r.roles)?,
+            locale: r.locale,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+pub(crate) const USER_COLUMNS: &str = "user_id, email, email_verified, name, password_hash, roles, locale, created_at, updated_at";
+
+/// Emails are compared case-insensitively; we store them lower-cased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Db {
+    pub async fn user_create(&self, u: &NewUser, now: i64) -> Result<()> {
+        let sql = format!("insert into users ({USER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $8)");
+        on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(&u.user_id)
+            .bind(normalize_email(&u.email))
+            .bind(i64::from(u.email_verified))
+            .bind(&u.name)
+            .bind(&u.password_hash)
+            .bind(json_list(&u.roles))
+            .bind(&u.locale)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(|e| on_unique(e, "a user with this email already exists"))?
+            .rows_affected());
+        Ok(())
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let sql = format!("select {USER_COLUMNS} from users where email = $1");
+        let row: Option<UserRow> = on_db!(self, pool =>
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(normalize_email(email)).fetch_optional(pool).await?);
+        row.map(User::try_from).transpose()
+    }
+
+    pub async fn user_get(&self, user_id: &str) -> Result<Option<User>> {
+        let sql = format!("select {USER_COLUMNS} from users where user_id = $1");
+        let row: Option<UserRow> = on_db!(self, pool =>
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(user_id).fetch_optional(pool).await?);
+        row.map(User::try_from).transpose()
+    }
+
+    pub async fn user_list(&self) -> Result<Vec<User>> {
+        let sql = format!("select {USER_COLUMNS} from users order by created_at, email");
+        let rows: Vec<UserRow> = on_db!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?);
+        rows.into_iter().map(User::try_from).collect()
+    }
+
+    /// Deletes by id or by email; sessions, codes and tokens go with the user (cascade).
+    pub async fn user_delete(&self, id_or_email: &str) -> Result<()> {
+        let n = on_db!(self, pool => sqlx::query("delete from users where user_id = $1 or email = $2")
+            .bind(id_or_email).bind(normalize_email(id_or_email)).execute(pool).await?.rows_affected());
+        if n == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    pub async fn user_set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<()> {
+        on_db!(self, pool => sqlx::query("update users set password_hash = $1, updated_at = $2 where user_id = $3")
+            .bind(hash).bind(now).bind(user_id).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+}
