@@ -101,10 +101,10 @@ pub async fn create_user(db: &Db, hasher: &Hasher, spec: &UserSpec, now: i64) ->
         Some((l, d)) if !l.is_empty() && d.contains('.') && !email.contains(char::is_whitespace) => {}
         _ => return Err(AdminError::Invalid(format!("{email:?} is not an email address"))),
     }
-    if let Some(p) = &spec.password {
-        if p.chars().count() < 8 {
-            return Err(AdminError::Invalid("the password must be at least 8 characters".into()));
-        }
+    if let Some(p) = &spec.password
+        && p.chars().count() < 8
+    {
+        return Err(AdminError::Invalid("the password must be at least 8 characters".into()));
     }
     for r in &spec.roles {
         if r.is_empty() || r.contains(char::is_whitespace) {

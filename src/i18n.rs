@@ -30,15 +30,14 @@ impl Catalogues {
         Ok(Catalogues(all))
     }
 
-    /// The text for `key`; a key missing from a catalogue is a bug the tests catch, so at run
-    /// time it falls back to English, then to the key itself.
-    pub fn text<'a>(&'a self, locale: &str, key: &'a str) -> &'a str {
+    /// The text for `key`, falling back to English when an operator's catalogue lacks it.
+    /// `None` only for a key English does not know: a template bug, which rendering reports.
+    pub fn text(&self, locale: &str, key: &str) -> Option<&str> {
         self.0
             .get(locale)
             .and_then(|c| c.get(key))
             .or_else(|| self.0.get(DEFAULT_LOCALE).and_then(|c| c.get(key)))
             .map(String::as_str)
-            .unwrap_or(key)
     }
 
     pub fn keys(&self, locale: &str) -> Vec<&str> {

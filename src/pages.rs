@@ -42,7 +42,9 @@ impl Pages {
                 .lookup("locale")
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_else(|| DEFAULT_LOCALE.to_owned());
-            Ok(cats.text(&locale, key).to_owned())
+            cats.text(&locale, key)
+                .map(str::to_owned)
+                .ok_or_else(|| Error::new(ErrorKind::UndefinedError, format!("no text for {key:?}")))
         });
         Ok(Pages { env })
     }
@@ -55,5 +57,61 @@ impl Pages {
             return Err(Error::new(ErrorKind::InvalidOperation, "empty page"));
         }
         Ok(html)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::i18n::LOCALES;
+
+    /// Every template renders in every language with the fields pages pass, and every `t()`
+    /// key exists: what askama would check at compile time, checked here.
+    #[test]
+    fn every_template_renders_in_every_language() {
+        let pages = Pages::load(None).unwrap();
+        for locale in LOCALES {
+            for error in [None, Some("login.failed")] {
+                let ctx = serde_json::json!({
+                    "locale": locale, "action": "/login", "csrf": "c", "req": "r", "email": "a@b.c", "name": "Ana",
+                    "error": error, "notice": "signup.check_email", "client_name": "Shop", "signup_url": "/signup",
+                    "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access"],
+                    "message": "error.internal", "detail": "[REF:x]", "redirect_uri": "https://rp/cb",
+                    "params": [["code", "x"], ["state", "y"]], "nonce": "n", "logout_action": "/logout",
+                    "done": false, "hidden": [["state", "s"]],
+                });
+                for (name, _) in EMBEDDED {
+                    let html = pages.render(name, &ctx).unwrap_or_else(|e| panic!("{name} in {locale}: {e:#}"));
+                    assert!(html.contains(&format!("lang=\"{locale}\"")), "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_fail_loudly() {
+        let pages = Pages::load(None).unwrap();
+        let mut env = pages.env.clone();
+        env.add_template("bad.html", "{{ t('no.such.key') }}").unwrap();
+        assert!(
+            env.get_template("bad.html")
+                .unwrap()
+                .render(minijinja::context! { locale => "en" })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn operator_templates_override_the_embedded_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("error.html"), "<html lang=\"{{ locale }}\">custom {{ t(message) }}").unwrap();
+        let pages = Pages::load(Some(dir.path())).unwrap();
+        let html = pages
+            .render(
+                "error.html",
+                &serde_json::json!({"locale": "fr", "message": "error.not_found", "detail": null}),
+            )
+            .unwrap();
+        assert_eq!(html, "<html lang=\"fr\">custom Cette page n’existe pas.");
     }
 }

@@ -32,14 +32,12 @@ pub async fn form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
-    if let Some(len) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        if len > MAX_BODY {
-            return Err(BodyError::TooLarge);
-        }
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY) {
+        return Err(BodyError::TooLarge);
     }
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| BodyError::TooLarge)?;
     if !is_form {
@@ -106,10 +104,10 @@ pub fn csrf_token(app: &AppState, jar: CookieJar) -> (CookieJar, String) {
 
 pub fn csrf_ok(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presented: Option<&str>) -> bool {
     // A browser names the page that posted; a different origin is refused outright.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        if origin != app.config.issuer_origin {
-            return false;
-        }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && origin != app.config.issuer_origin
+    {
+        return false;
     }
     let Some(seed) = jar.get(&cookie_name(app, CSRF_COOKIE)) else {
         return false;

@@ -130,10 +130,10 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJa
         return render_page_error(&app, loc, &PageError::new(StatusCode::FORBIDDEN, "error.csrf"));
     }
     let name = cookie_name(&app, SESSION_COOKIE);
-    if let Some(c) = jar.get(&name) {
-        if let Err(e) = app.db.session_delete(&sha256_b64(c.value())).await {
-            return render_page_error(&app, loc, &e.into());
-        }
+    if let Some(c) = jar.get(&name)
+        && let Err(e) = app.db.session_delete(&sha256_b64(c.value())).await
+    {
+        return render_page_error(&app, loc, &e.into());
     }
     let jar = jar.remove(Cookie::build(name).path("/"));
     tracing::info!("logged out");

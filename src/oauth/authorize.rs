@@ -19,12 +19,15 @@ impl Params {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Params {
         let mut p = Params::default();
         for (k, v) in pairs {
-            if p.map.contains_key(&k) {
-                if !p.repeated.contains(&k) {
-                    p.repeated.push(k);
+            match p.map.entry(k) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    if !p.repeated.contains(e.key()) {
+                        p.repeated.push(e.key().clone());
+                    }
                 }
-            } else {
-                p.map.insert(k, v);
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
             }
         }
         p
@@ -230,10 +233,10 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
     if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
         return Err(OAuthError::invalid_request("nonce is too long"));
     }
-    if let Some(d) = params.get("display") {
-        if !["page", "popup", "touch", "wap"].contains(&d) {
-            return Err(OAuthError::invalid_request("unsupported display value"));
-        }
+    if let Some(d) = params.get("display")
+        && !["page", "popup", "touch", "wap"].contains(&d)
+    {
+        return Err(OAuthError::invalid_request("unsupported display value"));
     }
     Ok(AuthorizeRequest {
         client_id: client.client_id.clone(),

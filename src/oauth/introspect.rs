@@ -42,10 +42,10 @@ pub async fn revoke(db: &Db, keys: &KeySet, issuer: &str, client: &Client, token
         }
         return Ok(());
     }
-    if let Some(info) = db.refresh_token_find(&sha256_b64(token)).await? {
-        if info.client_id == client.client_id {
-            db.grant_revoke(&info.grant_id).await?;
-        }
+    if let Some(info) = db.refresh_token_find(&sha256_b64(token)).await?
+        && info.client_id == client.client_id
+    {
+        db.grant_revoke(&info.grant_id).await?;
     }
     Ok(())
 }

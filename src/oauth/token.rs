@@ -93,7 +93,7 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
     let code_hash = sha256_b64(code);
     let issued = match ctx.db.code_redeem(&code_hash).await? {
-        Redemption::Fresh(c) => c,
+        Redemption::Fresh(c) => *c,
         Redemption::Unknown => return Err(OAuthError::invalid_grant("code is invalid")),
         Redemption::Replayed(grant_id) => {
             // RFC 6749 §4.1.2: a code used twice revokes what it yielded.

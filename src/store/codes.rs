@@ -46,7 +46,7 @@ pub struct IssuedCode {
 #[derive(Debug)]
 pub enum Redemption {
     /// First redemption: the code is now spent.
-    Fresh(IssuedCode),
+    Fresh(Box<IssuedCode>),
     /// The code was spent before; it is now marked replayed. Carries its grant id.
     Replayed(String),
     Unknown,
@@ -118,7 +118,7 @@ impl Db {
              auth_time, amr, acr, expires_at")
             .bind(CODE_USED).bind(code_hash).fetch_optional(pool).await?);
         if let Some(r) = taken {
-            return Ok(Redemption::Fresh(IssuedCode {
+            return Ok(Redemption::Fresh(Box::new(IssuedCode {
                 amr: parse_list(&r.amr)?,
                 grant_id: r.grant_id,
                 client_id: r.client_id,
@@ -130,7 +130,7 @@ impl Db {
                 auth_time: r.auth_time,
                 acr: r.acr,
                 expires_at: r.expires_at,
-            }));
+            })));
         }
         let replayed: Option<(String,)> = on_db!(self, pool => sqlx::query_as(
             "update auth_codes set used = $1 where code_hash = $2 returning grant_id")

@@ -79,10 +79,11 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            if let Some(parent) = options.get_filename().parent() {
-                if !memory && !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
-                }
+            if let Some(parent) = options.get_filename().parent()
+                && !memory
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
             }
             // An in-memory database exists once per connection, so it gets exactly one.
             let max = if memory { 1 } else { 8 };

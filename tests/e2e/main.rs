@@ -1,5 +1,8 @@
 //! End-to-end tests: one binary, every test on SQLite and on PostgreSQL.
 
+// A failed unwrap in a test harness is a test failure with a backtrace, which is what we want.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod authorize_errors;
