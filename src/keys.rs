@@ -12,13 +12,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Serialize;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::secret::b64url;
+use crate::secret::{b64url, b64url_decode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -63,12 +65,6 @@ impl Alg {
             Alg::ES256 => "es256",
         }
     }
-    fn jwt_alg(self) -> Algorithm {
-        match self {
-            Alg::RS256 => Algorithm::RS256,
-            Alg::ES256 => Algorithm::ES256,
-        }
-    }
 }
 
 enum Material {
@@ -83,14 +79,15 @@ pub struct SigningKey {
     pub file: PathBuf,
     material: Material,
     jwk: serde_json::Value,
-    decoding: DecodingKey,
+    /// Parsed once: rebuilding an RSA key per verification costs more than the check itself.
+    public: ParsedPublicKey,
 }
 
 impl SigningKey {
     fn from_pkcs8(alg: Alg, der: &[u8], created_at: i64, file: PathBuf) -> Result<SigningKey, KeyError> {
         let name = file.display().to_string();
         let invalid = |e: String| KeyError::Invalid(name.clone(), e);
-        let (material, members) = match alg {
+        let (material, public, members) = match alg {
             Alg::RS256 => {
                 let kp = RsaKeyPair::from_pkcs8(der).map_err(|e| invalid(e.to_string()))?;
                 if kp.public_modulus_len() < 256 {
@@ -99,7 +96,9 @@ impl SigningKey {
                 let public = kp.public_key();
                 let n = b64url(public.modulus().big_endian_without_leading_zero());
                 let e = b64url(public.exponent().big_endian_without_leading_zero());
-                (Material::Rsa(kp), vec![("e", e), ("kty", "RSA".to_owned()), ("n", n)])
+                let public =
+                    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, kp.public_key().as_ref()).map_err(|e| invalid(e.to_string()))?;
+                (Material::Rsa(kp), public, vec![("e", e), ("kty", "RSA".to_owned()), ("n", n)])
             }
             Alg::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|e| invalid(e.to_string()))?;
@@ -109,8 +108,10 @@ impl SigningKey {
                     return Err(invalid("unexpected P-256 public key encoding".into()));
                 }
                 let (x, y) = (b64url(&point[1..33]), b64url(&point[33..65]));
+                let public = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(|e| invalid(e.to_string()))?;
                 (
                     Material::Ec(kp),
+                    public,
                     vec![("crv", "P-256".to_owned()), ("kty", "EC".to_owned()), ("x", x), ("y", y)],
                 )
             }
@@ -125,12 +126,6 @@ impl SigningKey {
                 .join(",")
         );
         let kid = b64url(&Sha256::digest(canonical.as_bytes()));
-        let get = |k: &str| members.iter().find(|(m, _)| *m == k).map(|(_, v)| v.as_str()).unwrap_or("");
-        let decoding = match alg {
-            Alg::RS256 => DecodingKey::from_rsa_components(get("n"), get("e")),
-            Alg::ES256 => DecodingKey::from_ec_components(get("x"), get("y")),
-        }
-        .map_err(|e| invalid(e.to_string()))?;
         let mut jwk = serde_json::Map::new();
         for (k, v) in &members {
             jwk.insert((*k).to_owned(), serde_json::Value::String(v.clone()));
@@ -145,7 +140,7 @@ impl SigningKey {
             file,
             material,
             jwk: jwk.into(),
-            decoding,
+            public,
         })
     }
 
@@ -210,23 +205,50 @@ impl KeySet {
         Ok(out)
     }
 
-    /// Verifies a token signed by one of our published keys. Expiry is the caller's business,
-    /// checked against `Clock`, so it is not checked here. Returns the header `typ` too.
+    /// Verifies a compact JWS signed by one of our published keys and checks its issuer.
+    /// Expiry is the caller's business, checked against `Clock`. Returns the header `typ` too.
     pub fn verify<T: DeserializeOwned>(&self, token: &str, issuer: &str) -> Result<(T, Option<String>), VerifyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
-        let kid = header.kid.ok_or(VerifyError::UnknownKey)?;
-        let key = self.by_kid.get(&kid).ok_or(VerifyError::UnknownKey)?;
-        if header.alg != key.alg.jwt_alg() {
+        let mut parts = token.splitn(3, '.');
+        let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(VerifyError::Malformed);
+        };
+        let header: JwsHeader = b64url_decode(h)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or(VerifyError::Malformed)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|k| self.by_kid.get(k))
+            .ok_or(VerifyError::UnknownKey)?;
+        // RFC 8725 §3.1: the key decides the algorithm, never the token.
+        if header.alg != key.alg.as_str() {
             return Err(VerifyError::Rejected("algorithm does not match the key".into()));
         }
-        let mut v = Validation::new(key.alg.jwt_alg());
-        v.validate_exp = false;
-        v.validate_aud = false;
-        v.required_spec_claims.clear();
-        v.set_issuer(&[issuer]);
-        let data = jsonwebtoken::decode::<T>(token, &key.decoding, &v).map_err(|e| VerifyError::Rejected(e.to_string()))?;
-        Ok((data.claims, header.typ))
+        let sig = b64url_decode(s).ok_or(VerifyError::Malformed)?;
+        let signed = &token[..h.len() + 1 + p.len()];
+        key.public
+            .verify_sig(signed.as_bytes(), &sig)
+            .map_err(|_| VerifyError::Rejected("bad signature".into()))?;
+        let payload = b64url_decode(p).ok_or(VerifyError::Malformed)?;
+        let iss: IssOnly = serde_json::from_slice(&payload).map_err(|e| VerifyError::Rejected(e.to_string()))?;
+        if iss.iss != issuer {
+            return Err(VerifyError::Rejected("issued by someone else".into()));
+        }
+        let claims = serde_json::from_slice(&payload).map_err(|e| VerifyError::Rejected(e.to_string()))?;
+        Ok((claims, header.typ))
     }
+}
+
+#[derive(Deserialize)]
+struct JwsHeader {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IssOnly {
+    iss: String,
 }
 
 /// The live key set, reloaded when the folder changes (after `clef keys rotate`).

@@ -72,7 +72,10 @@ create table auth_codes (
 create index auth_codes_expiry on auth_codes (expires_at);
 
 create table access_tokens (
-    jti text primary key,
+    -- SHA-256 of the whole JWT: userinfo and introspection match it exactly, which is
+    -- stricter than a signature check and needs no RSA work per request.
+    token_hash text primary key,
+    jti text not null unique,
     grant_id text not null,
     client_id text not null references clients (client_id) on delete cascade,
     user_id text not null references users (user_id) on delete cascade,

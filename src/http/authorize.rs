@@ -218,15 +218,16 @@ fn respond(app: &AppState, target: &Target, params: Vec<(&'static str, String)>)
             // OAuth 2.0 Form Post Response Mode: an auto-submitting form, allowed to post
             // only to this redirect URI by its own CSP.
             let nonce = random_token(16);
+            let locale = crate::i18n::negotiate(target.ui_locales.as_deref(), None);
             let page = FormPostPage {
-                locale: "en",
+                locale,
                 redirect_uri: &target.redirect_uri,
                 params,
                 nonce: &nonce,
             };
             let html = match app.pages.render("form_post.html", &page) {
                 Ok(h) => h,
-                Err(e) => return render_page_error(app, "en", &PageError::internal(e)),
+                Err(e) => return render_page_error(app, locale, &PageError::internal(e)),
             };
             let mut resp = no_store(Html(html).into_response());
             let csp = format!(

@@ -84,7 +84,7 @@ pub async fn revoke(State(app): State<AppState>, headers: HeaderMap, body: Body)
     let Some(token) = params.get("token") else {
         return json_error(&OAuthError::invalid_request("token is required"));
     };
-    match crate::oauth::introspect::revoke(&app.db, &app.keys.get(), &app.config.issuer, &client, token).await {
+    match crate::oauth::introspect::revoke(&app.db, &client, token).await {
         // RFC 7009 §2.2: 200 whether or not the token was known.
         Ok(()) => no_store_json(&serde_json::json!({})),
         Err(e) => json_error(&e),

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use super::extract::{BodyError, form};
 use crate::app::AppState;
 use crate::oauth::claims::{UserClaims, UserinfoClaims};
-use crate::oauth::introspect::verify_access_token;
+use crate::oauth::introspect::live_access_token;
 use crate::oauth::{ErrorCode, OAuthError};
 
 /// RFC 6750 §3: the challenge carries the error; with no credentials at all, no error code.
@@ -51,15 +51,15 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
 
 async fn answer(app: &AppState, token: Option<String>) -> Response {
     let Some(token) = token else { return challenge(None) };
-    let now = app.clock.now();
-    let claims = match verify_access_token(&app.keys.get(), &app.config.issuer, &token, now) {
-        Ok(c) => c,
-        Err(e) => return challenge(Some(&e)),
-    };
-    let live = match app.db.userinfo_lookup(&claims.jti, now).await {
+    let live = match live_access_token(&app.db, &token, app.clock.now()).await {
         Ok(Some(l)) => l,
-        Ok(None) => return challenge(Some(&OAuthError::new(ErrorCode::InvalidToken, "the access token was revoked"))),
-        Err(e) => return super::error::json_error(&e.into()),
+        Ok(None) => {
+            return challenge(Some(&OAuthError::new(
+                ErrorCode::InvalidToken,
+                "the access token is invalid, expired or revoked",
+            )));
+        }
+        Err(e) => return super::error::json_error(&e),
     };
     let body = UserinfoClaims {
         sub: live.user.user_id.clone(),

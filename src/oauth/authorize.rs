@@ -89,6 +89,8 @@ pub struct Target {
     pub redirect_uri: String,
     pub response_mode: ResponseMode,
     pub state: Option<String>,
+    /// For the few pages shown on the way back (form_post).
+    pub ui_locales: Option<String>,
     /// An unknown response_mode, reported once the target is trusted.
     bad_response_mode: bool,
 }
@@ -114,6 +116,7 @@ pub fn check_target(params: &Params, client: Option<&Client>) -> Result<Target, 
         redirect_uri: uri.to_owned(),
         response_mode,
         state: params.get("state").map(str::to_owned),
+        ui_locales: params.get("ui_locales").map(str::to_owned),
         bad_response_mode,
     })
 }
@@ -148,6 +151,7 @@ impl AuthorizeRequest {
             redirect_uri: self.redirect_uri.clone(),
             response_mode: self.response_mode,
             state: self.state.clone(),
+            ui_locales: self.ui_locales.clone(),
             bad_response_mode: false,
         }
     }
@@ -286,7 +290,9 @@ pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent_
         Some(s) => {
             let wrong_user = req.hint_sub.as_deref().is_some_and(|sub| sub != s.user_id);
             let too_old = req.max_age.is_some_and(|m| now - s.auth_time > m);
-            wrong_user || (!req.fresh_login && (req.prompt_login || too_old))
+            // A login made for this request settles it, even as another user than the hint
+            // named: the relying party sees the new `sub` and decides.
+            !req.fresh_login && (wrong_user || req.prompt_login || too_old)
         }
     };
     if login_needed {
@@ -454,6 +460,11 @@ mod tests {
             user_id: "u1",
             auth_time: 1000,
         };
+        let mut hinted = run(&[]).unwrap();
+        hinted.hint_sub = Some("u2".into());
+        assert_eq!(decide(&hinted, Some(s), true, false, 1000), Next::Login);
+        hinted.fresh_login = true;
+        assert_eq!(decide(&hinted, Some(s), true, false, 1000), Next::Issue);
         assert_eq!(decide(&req, None, false, false, 1000), Next::Login);
         assert_eq!(decide(&req, Some(s), false, false, 1000), Next::Consent);
         assert_eq!(decide(&req, Some(s), true, false, 1000), Next::Issue);

@@ -190,6 +190,7 @@ async fn issue(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64,
     ctx.db
         .access_token_create(
             &AccessTokenRow {
+                token_hash: sha256_b64(&access_token),
                 jti,
                 grant_id: g.grant_id.clone(),
                 client_id: client.client_id.clone(),

@@ -3,6 +3,7 @@
 mod clients;
 mod codes;
 mod consents;
+mod fast_reads;
 mod sessions;
 mod settings;
 mod tokens;
@@ -25,7 +26,10 @@ use sqlx::{PgPool, SqlitePool};
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.pool;
+                $body
+            }
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
@@ -34,8 +38,15 @@ pub(crate) use on_db;
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqliteDb),
     Postgres(PgPool),
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteDb {
+    pool: SqlitePool,
+    /// The hot read path; `None` for in-memory databases, which other connections cannot see.
+    fast: Option<std::sync::Arc<fast_reads::FastReads>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,12 +90,17 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
+            // The database holds password and token hashes: a folder we create is the owner's only.
             if let Some(parent) = options.get_filename().parent()
                 && !memory
                 && !parent.as_os_str().is_empty()
+                && !parent.exists()
             {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Url(format!("{}: {e}", parent.display())))?;
+                let fail = |e: std::io::Error| StoreError::Url(format!("{}: {e}", parent.display()));
+                std::fs::create_dir_all(parent).map_err(fail)?;
+                std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(fail)?;
             }
+            let file = options.get_filename().to_owned();
             // An in-memory database exists once per connection, so it gets exactly one.
             let max = if memory { 1 } else { 8 };
             let pool = SqlitePoolOptions::new()
@@ -94,7 +110,8 @@ impl Db {
                 .max_lifetime(None::<Duration>)
                 .connect_with(options)
                 .await?;
-            Ok(Db::Sqlite(pool))
+            let fast = (!memory).then(|| std::sync::Arc::new(fast_reads::FastReads::new(file)));
+            Ok(Db::Sqlite(SqliteDb { pool, fast }))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             let pool = PgPoolOptions::new()
@@ -112,7 +129,7 @@ impl Db {
     /// together apply them once; SQLite serialises writers on its own.
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Db::Sqlite(s) => SQLITE_MIGRATIONS.run(&s.pool).await?,
             Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())

@@ -5,6 +5,7 @@ use super::{Db, Result, User, json_list, on_db, parse_list};
 
 #[derive(Debug)]
 pub struct AccessTokenRow {
+    pub token_hash: String,
     pub jti: String,
     pub grant_id: String,
     pub client_id: String,
@@ -81,22 +82,28 @@ pub enum RefreshRedemption {
 impl Db {
     pub async fn access_token_create(&self, t: &AccessTokenRow, now: i64) -> Result<()> {
         on_db!(self, pool => sqlx::query(
-            "insert into access_tokens (jti, grant_id, client_id, user_id, scope, revoked, created_at, expires_at) \
-             values ($1, $2, $3, $4, $5, 0, $6, $7)")
-            .bind(&t.jti).bind(&t.grant_id).bind(&t.client_id).bind(&t.user_id).bind(&t.scope)
+            "insert into access_tokens (token_hash, jti, grant_id, client_id, user_id, scope, revoked, created_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, 0, $7, $8)")
+            .bind(&t.token_hash).bind(&t.jti).bind(&t.grant_id).bind(&t.client_id).bind(&t.user_id).bind(&t.scope)
             .bind(now).bind(t.expires_at).execute(pool).await?.rows_affected());
         Ok(())
     }
 
     /// One indexed join: the token must be live and its user must still exist.
-    pub async fn userinfo_lookup(&self, jti: &str, now: i64) -> Result<Option<UserinfoRow>> {
+    /// A live access token by the hash of the whole token, joined with its user.
+    pub async fn userinfo_lookup(&self, token_hash: &str, now: i64) -> Result<Option<UserinfoRow>> {
+        if let Db::Sqlite(s) = self
+            && let Some(fast) = &s.fast
+        {
+            return fast.userinfo_lookup(token_hash, now);
+        }
         let cols: String = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
             "select t.scope, t.client_id, {cols} from access_tokens t join users u on u.user_id = t.user_id \
-             where t.jti = $1 and t.revoked = 0 and t.expires_at > $2"
+             where t.token_hash = $1 and t.revoked = 0 and t.expires_at > $2"
         );
         let row: Option<InfoRow> = on_db!(self, pool =>
-            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(jti).bind(now).fetch_optional(pool).await?);
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(token_hash).bind(now).fetch_optional(pool).await?);
         row.map(|r| {
             Ok(UserinfoRow {
                 scope: r.scope,
@@ -176,9 +183,10 @@ impl Db {
             .bind(token_hash).fetch_optional(pool).await?))
     }
 
-    pub async fn access_token_revoke(&self, jti: &str, client_id: &str) -> Result<()> {
-        on_db!(self, pool => sqlx::query("update access_tokens set revoked = 1 where jti = $1 and client_id = $2")
-            .bind(jti).bind(client_id).execute(pool).await?.rows_affected());
-        Ok(())
+    /// Revokes one access token of this client; returns whether there was one.
+    pub async fn access_token_revoke(&self, token_hash: &str, client_id: &str) -> Result<bool> {
+        let n = on_db!(self, pool => sqlx::query("update access_tokens set revoked = 1 where token_hash = $1 and client_id = $2")
+            .bind(token_hash).bind(client_id).execute(pool).await?.rows_affected());
+        Ok(n > 0)
     }
 }
