@@ -224,3 +224,21 @@ e2e!(
     bad_configuration_names_the_setting,
     key_rotation_keeps_old_tokens_valid
 );
+
+/// Two instances starting at once on an empty database both come up, with one schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_are_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pg_name, pg_url) = crate::support::create_pg_database().await;
+    for url in [format!("sqlite://{}", dir.path().join("race.db").display()), pg_url] {
+        let (a, b) = tokio::join!(clef::store::Db::connect(&url), clef::store::Db::connect(&url));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+        ra.unwrap_or_else(|e| panic!("{url}: {e}"));
+        rb.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(a.client_list().await.unwrap().is_empty());
+        a.close().await;
+        b.close().await;
+    }
+    crate::support::drop_pg_database(&pg_name).await;
+}
