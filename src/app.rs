@@ -22,6 +22,8 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("templates: {0}")]
     Pages(String),
+    #[error("{0}")]
+    Mail(String),
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -32,6 +34,7 @@ pub struct Inner {
     pub keys: Keys,
     pub pages: Pages,
     pub hasher: Hasher,
+    pub mailer: Arc<crate::mail::Mailer>,
     pub clock: Clock,
     /// Shared by every instance (stored in the database): CSRF tokens and other MACs.
     pub hmac_key: Vec<u8>,
@@ -63,7 +66,9 @@ impl AppState {
         let pages = Pages::load(config.templates_dir.as_deref()).map_err(StartError::Pages)?;
         let secret = db.setting_or_insert("hmac_key", &crate::secret::random_token(32)).await?;
         let discovery_json = crate::oauth::metadata::document(&config).to_string().into();
+        let mailer = Arc::new(crate::mail::Mailer::new(&config).map_err(|e| StartError::Mail(e.to_string()))?);
         Ok(AppState(Arc::new(Inner {
+            mailer,
             hasher: Hasher::new(config.max_concurrent_hashes),
             hmac_key: secret.into_bytes(),
             config,

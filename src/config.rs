@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
+use crate::secret::Secret;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {problem}")]
 pub struct ConfigError {
@@ -37,6 +39,14 @@ pub struct RawConfig {
     pub refresh_token_ttl: Option<i64>,
     pub max_concurrent_hashes: Option<i64>,
     pub log: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
+    pub outbox_dir: Option<String>,
+    pub otp_ttl: Option<i64>,
+    pub code_send_limit: Option<i64>,
+    pub code_verify_limit: Option<i64>,
+    pub login_failure_limit: Option<i64>,
+    pub lockout: Option<i64>,
 }
 
 /// Every setting with its environment name, in the order README documents them.
@@ -54,6 +64,14 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_REFRESH_TOKEN_TTL", "refresh_token_ttl"),
     ("CLEF_MAX_CONCURRENT_HASHES", "max_concurrent_hashes"),
     ("CLEF_LOG", "log"),
+    ("CLEF_SMTP_URL", "smtp_url"),
+    ("CLEF_MAIL_FROM", "mail_from"),
+    ("CLEF_OUTBOX_DIR", "outbox_dir"),
+    ("CLEF_OTP_TTL", "otp_ttl"),
+    ("CLEF_CODE_SEND_LIMIT", "code_send_limit"),
+    ("CLEF_CODE_VERIFY_LIMIT", "code_verify_limit"),
+    ("CLEF_LOGIN_FAILURE_LIMIT", "login_failure_limit"),
+    ("CLEF_LOCKOUT", "lockout"),
 ];
 
 #[derive(Clone, Debug)]
@@ -75,6 +93,25 @@ pub struct Config {
     pub refresh_token_ttl: i64,
     pub max_concurrent_hashes: usize,
     pub log: String,
+    /// `None`: mail goes to `outbox_dir` as .eml files.
+    pub smtp_url: Option<Secret>,
+    pub mail_from: String,
+    pub outbox_dir: PathBuf,
+    pub otp_ttl: i64,
+    pub limits: Limits,
+}
+
+/// The security limits, each per minute or per window, shared by every instance.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Codes sent per email and per IP per minute.
+    pub code_sends_per_minute: i64,
+    /// Code checks per account and per IP per minute.
+    pub code_checks_per_minute: i64,
+    /// Failed password logins per account and per IP in one lockout window.
+    pub login_failures: i64,
+    /// Lockout window and duration, seconds.
+    pub lockout: i64,
 }
 
 impl RawConfig {
@@ -105,6 +142,14 @@ impl RawConfig {
                     self.max_concurrent_hashes = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?)
                 }
                 "CLEF_LOG" => self.log = Some(v),
+                "CLEF_SMTP_URL" => self.smtp_url = Some(v),
+                "CLEF_MAIL_FROM" => self.mail_from = Some(v),
+                "CLEF_OUTBOX_DIR" => self.outbox_dir = Some(v),
+                "CLEF_OTP_TTL" => self.otp_ttl = Some(int()?),
+                "CLEF_CODE_SEND_LIMIT" => self.code_send_limit = Some(int()?),
+                "CLEF_CODE_VERIFY_LIMIT" => self.code_verify_limit = Some(int()?),
+                "CLEF_LOGIN_FAILURE_LIMIT" => self.login_failure_limit = Some(int()?),
+                "CLEF_LOCKOUT" => self.lockout = Some(int()?),
                 _ => {}
             }
         }
@@ -153,7 +198,30 @@ impl RawConfig {
             return Err(bad("CLEF_MAX_CONCURRENT_HASHES", "must be between 1 and 256"));
         }
 
+        if let Some(u) = &self.smtp_url {
+            let parsed = Url::parse(u).map_err(|_| bad("CLEF_SMTP_URL", "not a URL such as smtp://host:587"))?;
+            if !matches!(parsed.scheme(), "smtp" | "smtps") {
+                return Err(bad("CLEF_SMTP_URL", "must start with smtp:// or smtps://"));
+            }
+        }
+        let mail_from = self
+            .mail_from
+            .unwrap_or_else(|| format!("no-reply@{}", issuer.host_str().unwrap_or("localhost")));
+        if !mail_from.contains('@') {
+            return Err(bad("CLEF_MAIL_FROM", "not an email address"));
+        }
+        let limits = Limits {
+            code_sends_per_minute: ttl("CLEF_CODE_SEND_LIMIT", self.code_send_limit, 3)?,
+            code_checks_per_minute: ttl("CLEF_CODE_VERIFY_LIMIT", self.code_verify_limit, 4)?,
+            login_failures: ttl("CLEF_LOGIN_FAILURE_LIMIT", self.login_failure_limit, 5)?,
+            lockout: ttl("CLEF_LOCKOUT", self.lockout, 900)?,
+        };
         Ok(Config {
+            smtp_url: self.smtp_url.map(Secret::new),
+            mail_from,
+            outbox_dir: PathBuf::from(self.outbox_dir.unwrap_or_else(|| "data/outbox".to_owned())),
+            otp_ttl: ttl("CLEF_OTP_TTL", self.otp_ttl, 300)?,
+            limits,
             issuer_is_https: issuer.scheme() == "https",
             issuer_origin: issuer.origin().ascii_serialization(),
             issuer: issuer_str,

@@ -18,6 +18,10 @@ pub mod http;
 pub mod i18n;
 /// Signing keys, JWKS and rotation.
 pub mod keys;
+/// SMTP or outbox delivery.
+pub mod mail;
+/// The mails clef sends.
+pub mod notify;
 /// Protocol rules, pure and unit-tested.
 pub mod oauth;
 /// The template engine.

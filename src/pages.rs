@@ -18,10 +18,15 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("form_post.html", include_str!("../templates/pages/form_post.html")),
     ("account.html", include_str!("../templates/pages/account.html")),
     ("logout.html", include_str!("../templates/pages/logout.html")),
+    ("code.html", include_str!("../templates/pages/code.html")),
+    ("limited.html", include_str!("../templates/pages/limited.html")),
+    ("email/message.txt", include_str!("../templates/email/message.txt")),
+    ("email/message.html", include_str!("../templates/email/message.html")),
 ];
 
 pub struct Pages {
     env: Environment<'static>,
+    catalogues: Arc<Catalogues>,
 }
 
 impl Pages {
@@ -46,7 +51,12 @@ impl Pages {
                 .map(str::to_owned)
                 .ok_or_else(|| Error::new(ErrorKind::UndefinedError, format!("no text for {key:?}")))
         });
-        Ok(Pages { env })
+        Ok(Pages { env, catalogues })
+    }
+
+    /// A catalogue text outside a template (mail subjects).
+    pub fn text(&self, locale: &str, key: &str) -> Option<&str> {
+        self.catalogues.text(locale, key)
     }
 
     /// Renders `name` with the page struct `ctx`, which must carry a `locale` field.
@@ -78,11 +88,16 @@ mod tests {
                     "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access"],
                     "message": "error.internal", "detail": "[REF:x]", "redirect_uri": "https://rp/cb",
                     "params": [["code", "x"], ["state", "y"]], "nonce": "n", "logout_action": "/logout",
-                    "done": false, "hidden": [["state", "s"]],
+                    "done": false, "hidden": [["state", "s"]], "code_action": "/login/code", "purpose": "login",
+                    "new_password": true, "back_url": "/login", "mail_failed": true, "minutes": 1,
+                    "kind": "mail.login_code", "link_label": "mail.link_label", "subject": "s", "issuer": "https://id.example",
+                    "code": "123456", "link": "https://id.example/login/link?token=x",
                 });
                 for (name, _) in EMBEDDED {
                     let html = pages.render(name, &ctx).unwrap_or_else(|e| panic!("{name} in {locale}: {e:#}"));
-                    assert!(html.contains(&format!("lang=\"{locale}\"")), "{name}");
+                    if name.ends_with(".html") {
+                        assert!(html.contains(&format!("lang=\"{locale}\"")), "{name}");
+                    }
                 }
             }
         }

@@ -1,5 +1,7 @@
 //! Sign-in methods. Each checks one factor and says what the login step should do next.
 
+pub mod email_otp;
+pub mod limits;
 pub mod password;
 
 /// A method's verdict on one attempt.

@@ -134,6 +134,7 @@ async fn step(
     let view = session.as_ref().map(|s| SessionView {
         user_id: &s.user_id,
         auth_time: s.auth_time,
+        acr: &s.acr,
     });
     let next = authorize::decide(&req, view, covered, client.skip_consent, now);
     match (next, session) {

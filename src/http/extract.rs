@@ -87,6 +87,19 @@ pub const CSRF_COOKIE: &str = "clef_csrf";
 /// Synchronizer token: the form carries an HMAC of a random per-browser cookie, so a
 /// cross-site page can neither read nor forge it.
 pub fn csrf_token(app: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    let (jar, seed) = browser_seed(app, jar);
+    let token = hmac_b64(&app.hmac_key, &["csrf", &seed]);
+    (jar, token)
+}
+
+/// A stable, non-secret handle on this browser (the hash of its CSRF cookie), for binding a
+/// magic link or a second step to the browser that began the login.
+pub fn browser_hash(app: &AppState, jar: CookieJar) -> (CookieJar, String) {
+    let (jar, seed) = browser_seed(app, jar);
+    (jar, crate::secret::sha256_b64(&seed))
+}
+
+fn browser_seed(app: &AppState, jar: CookieJar) -> (CookieJar, String) {
     let name = cookie_name(app, CSRF_COOKIE);
     let (jar, seed) = match jar.get(&name) {
         Some(c) if c.value().len() >= 32 => {
@@ -98,8 +111,7 @@ pub fn csrf_token(app: &AppState, jar: CookieJar) -> (CookieJar, String) {
             (jar.add(cookie(app, CSRF_COOKIE, v.clone(), None)), v)
         }
     };
-    let token = hmac_b64(&app.hmac_key, &["csrf", &seed]);
-    (jar, token)
+    (jar, seed)
 }
 
 pub fn csrf_ok(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presented: Option<&str>) -> bool {

@@ -1,22 +1,28 @@
 //! Hosted pages: log in, sign up, consent, account. Plain forms, no JavaScript needed.
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
 use super::authorize::{current_session, issue_code, load_request, respond_error};
+use super::email_code::{CodeView, render_code_page};
 use super::error::{PageError, no_store, render_page_error};
-use super::extract::{self, SESSION_COOKIE, cookie, cookie_name, csrf_ok, csrf_token, field, locale};
+use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_ok, csrf_token, field, locale};
 use crate::app::AppState;
+use crate::auth::email_otp::{self, Context, STEP_UP};
+use crate::auth::limits::{self, Verdict};
 use crate::auth::{Outcome, password};
-use crate::oauth::claims::{ACR_1FA, AMR_PASSWORD};
+use crate::notify::{self, Kind};
+use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_PASSWORD};
 use crate::oauth::{ErrorCode, OAuthError, scope};
 use crate::paths;
 use crate::secret::{random_token, sha256_b64};
-use crate::store::{LoginSession, NewUser};
+use crate::store::{LoginSession, NewUser, normalize_email};
 
 fn query_pairs(q: Option<String>) -> Vec<(String, String)> {
     extract::parse(q.unwrap_or_default().as_bytes())
@@ -29,7 +35,12 @@ fn page<S: Serialize>(app: &AppState, jar: CookieJar, status: StatusCode, name: 
     }
 }
 
-async fn read_form(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Vec<(String, String)>, PageError> {
+pub(super) async fn read_form(
+    app: &AppState,
+    headers: &HeaderMap,
+    jar: &CookieJar,
+    body: Body,
+) -> Result<Vec<(String, String)>, PageError> {
     let pairs = extract::form(headers, body).await.map_err(|e| match e {
         extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
         extract::BodyError::NotForm => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
@@ -43,6 +54,8 @@ async fn read_form(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: B
 /// The `req` id, its locale and the client name, when a page serves an authorization request.
 struct Flow {
     req_id: String,
+    /// The request asked for two factors (`acr_values`).
+    wants_2fa: bool,
     ui_locales: Option<String>,
     login_hint: Option<String>,
     client_name: Option<String>,
@@ -55,6 +68,7 @@ async fn flow(app: &AppState, req_id: Option<&str>) -> Result<Option<Flow>, Page
             let (row, req, client) = load_request(app, Some(id)).await?;
             Ok(Some(Flow {
                 req_id: row.request_id,
+                wants_2fa: req.acr_values.iter().any(|a| a == ACR_2FA),
                 ui_locales: req.ui_locales,
                 login_hint: req.login_hint,
                 client_name: Some(client.name),
@@ -74,6 +88,7 @@ struct LoginPage<'a> {
     notice: Option<&'a str>,
     client_name: Option<&'a str>,
     signup_url: Option<String>,
+    code_action: &'a str,
 }
 
 fn signup_url(app: &AppState, req: &str) -> Option<String> {
@@ -107,6 +122,7 @@ fn render_login(
         notice: None,
         client_name: f.and_then(|f| f.client_name.as_deref()),
         signup_url: signup_url(app, req),
+        code_action: paths::LOGIN_CODE,
     };
     page(app, jar, status, "login.html", &ctx, loc)
 }
@@ -126,38 +142,155 @@ pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, heade
     render_login(&app, jar, StatusCode::OK, f.as_ref(), loc, &email, None)
 }
 
-pub async fn login_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+pub async fn login_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
     let loc = locale(&headers, None);
-    match login_post_inner(&app, &headers, jar, body).await {
+    match login_post_inner(&app, peer, &headers, jar, body).await {
         Ok(r) => r,
         Err(e) => render_page_error(&app, loc, &e),
     }
 }
 
-async fn login_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn login_post_inner(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Result<Response, PageError> {
     let pairs = read_form(app, headers, &jar, body).await?;
     let f = flow(app, field(&pairs, "req")).await?;
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
-    let email = field(&pairs, "email").unwrap_or("").trim();
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
     let password = field(&pairs, "password").unwrap_or("");
-    let outcome = password::verify(&app.db, &app.hasher, email, password).await?;
-    let user_id = match outcome {
+    let ip = peer.ip().to_string();
+    let now = app.clock.now();
+    let l = &app.config.limits;
+    // Limits first: a locked account or a noisy address costs no argon2 work.
+    if let Verdict::Limited { retry_after } = limits::password_gate(&app.db, l, &email, &ip, now).await? {
+        tracing::info!("password login refused: locked or limited");
+        let mut resp = render_login(
+            app,
+            jar,
+            StatusCode::TOO_MANY_REQUESTS,
+            f.as_ref(),
+            loc,
+            &email,
+            Some("login.locked"),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return Ok(resp);
+    }
+    let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
         Outcome::Done { user_id } => user_id,
         Outcome::Retry => {
             tracing::info!("password login failed");
-            return Ok(render_login(app, jar, StatusCode::OK, f.as_ref(), loc, email, Some("login.failed")));
+            if limits::password_failed(&app.db, l, &email, &ip, now).await?
+                && let Some(user) = app.db.user_by_email(&email).await?
+            {
+                tracing::warn!(user_id = %user.user_id, "password login locked after repeated failures");
+                let link = format!("{}{}", app.config.issuer, paths::LOGIN);
+                let mail_loc = user.locale.as_deref().unwrap_or(loc);
+                notify::send(
+                    &app.pages,
+                    &app.mailer,
+                    &app.config.issuer,
+                    Kind::Locked,
+                    &user.email,
+                    mail_loc,
+                    None,
+                    Some(&link),
+                )
+                .await;
+            }
+            return Ok(render_login(
+                app,
+                jar,
+                StatusCode::OK,
+                f.as_ref(),
+                loc,
+                &email,
+                Some("login.failed"),
+            ));
         }
     };
-    let jar = start_session(app, jar, &user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA).await?;
+    limits::password_cleared(&app.db, &email).await?;
+    let req = f.as_ref().map(|f| f.req_id.as_str());
+    if f.as_ref().is_some_and(|f| f.wants_2fa) {
+        return step_up(app, jar, &user_id, &email, req.unwrap_or(""), loc).await;
+    }
     tracing::info!(user_id = %user_id, "password login succeeded");
-    let next = match f {
-        Some(f) => {
-            mark_fresh_login(app, &f.req_id).await?;
-            format!("{}?req={}", paths::AUTHORIZE_RESUME, f.req_id)
+    complete_login(app, jar, &user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
+}
+
+/// Password accepted, a second factor asked for: an emailed code bound to this browser.
+async fn step_up(app: &AppState, jar: CookieJar, user_id: &str, email: &str, req: &str, loc: &str) -> Result<Response, PageError> {
+    let now = app.clock.now();
+    let (jar, browser) = browser_hash(app, jar);
+    let ctx = Context {
+        user_id: Some(user_id),
+        browser_hash: &browser,
+        request_id: (!req.is_empty()).then_some(req),
+    };
+    let issued = email_otp::issue(&app.db, &app.hmac_key, email, STEP_UP, ctx, app.config.otp_ttl, now).await?;
+    let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
+    let delivered = notify::send(
+        &app.pages,
+        &app.mailer,
+        &app.config.issuer,
+        Kind::StepUp,
+        email,
+        loc,
+        Some(&issued.code),
+        Some(&link),
+    )
+    .await;
+    tracing::info!(user_id = %user_id, "password accepted; second step by email code");
+    let view = CodeView {
+        req,
+        email,
+        purpose: STEP_UP,
+        notice: Some("login.step_up"),
+        error: None,
+        mail_failed: !delivered,
+    };
+    Ok(render_code_page(app, jar, loc, view))
+}
+
+/// Ends a successful login: a new session, then back to the authorization request or the account page.
+pub(super) async fn complete_login(
+    app: &AppState,
+    jar: CookieJar,
+    user_id: &str,
+    amr: Vec<String>,
+    acr: &str,
+    req: Option<&str>,
+) -> Result<Response, PageError> {
+    let jar = start_session(app, jar, user_id, amr, acr).await?;
+    let next = match req.filter(|r| !r.is_empty()) {
+        Some(r) => {
+            mark_fresh_login(app, r).await?;
+            format!("{}?req={r}", paths::AUTHORIZE_RESUME)
         }
         None => paths::ACCOUNT.to_owned(),
     };
     Ok((jar, no_store(Redirect::to(&next).into_response())).into_response())
+}
+
+/// The page language for a step that may belong to an authorization request.
+pub(super) async fn flow_locale(app: &AppState, headers: &HeaderMap, req: &str) -> &'static str {
+    let ui = match req {
+        "" => None,
+        r => load_request(app, Some(r)).await.ok().and_then(|(_, q, _)| q.ui_locales),
+    };
+    locale(headers, ui.as_deref())
 }
 
 /// A new session id on every login (no fixation); any previous session of this browser ends.
@@ -312,6 +445,7 @@ async fn signup_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, 
         notice: Some("signup.check_email"),
         client_name: f_name,
         signup_url: None,
+        code_action: paths::LOGIN_CODE,
     };
     Ok(page(app, jar, StatusCode::OK, "login.html", &ctx, loc))
 }

@@ -2,6 +2,7 @@
 
 mod authorize;
 mod discovery;
+mod email_code;
 mod error;
 mod extract;
 mod login;
@@ -31,6 +32,9 @@ pub fn router(state: AppState) -> Router {
         .route(paths::INTROSPECT, axum::routing::post(token::introspect))
         .route(paths::USERINFO, get(userinfo::get).post(userinfo::post))
         .route(paths::LOGIN, get(login::login_get).post(login::login_post))
+        .route(paths::LOGIN_CODE, axum::routing::post(email_code::send_post))
+        .route(paths::LOGIN_CODE_VERIFY, axum::routing::post(email_code::verify_post))
+        .route(paths::LOGIN_LINK, get(email_code::link_get))
         .route(paths::SIGNUP, get(login::signup_get).post(login::signup_post))
         .route(paths::CONSENT, get(login::consent_get).post(login::consent_post))
         .route(paths::ACCOUNT, get(login::account_get))

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::claims::ACR_2FA;
 use super::{ErrorCode, OAuthError, pkce, redirect_uri, scope};
 use crate::store::Client;
 
@@ -273,6 +274,7 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
 pub struct SessionView<'a> {
     pub user_id: &'a str,
     pub auth_time: i64,
+    pub acr: &'a str,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -290,9 +292,12 @@ pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent_
         Some(s) => {
             let wrong_user = req.hint_sub.as_deref().is_some_and(|sub| sub != s.user_id);
             let too_old = req.max_age.is_some_and(|m| now - s.auth_time > m);
+            // acr_values is a wish (OIDC Core §3.1.2.1): a one-factor session gets a chance to
+            // add a second, and what was achieved is reported in `acr`.
+            let too_weak = req.acr_values.iter().any(|a| a == ACR_2FA) && s.acr != ACR_2FA;
             // A login made for this request settles it, even as another user than the hint
             // named: the relying party sees the new `sub` and decides.
-            !req.fresh_login && (wrong_user || req.prompt_login || too_old)
+            !req.fresh_login && (wrong_user || req.prompt_login || too_old || too_weak)
         }
     };
     if login_needed {
@@ -459,6 +464,7 @@ mod tests {
         let s = SessionView {
             user_id: "u1",
             auth_time: 1000,
+            acr: "urn:clef:acr:1fa",
         };
         let mut hinted = run(&[]).unwrap();
         hinted.hint_sub = Some("u2".into());
@@ -482,6 +488,14 @@ mod tests {
         assert_eq!(decide(&aged, Some(s), true, false, 1061), Next::Login);
         aged.fresh_login = true;
         assert_eq!(decide(&aged, Some(s), true, false, 1061), Next::Issue);
+
+        let strong = run(&[("acr_values", "urn:clef:acr:2fa")]).unwrap();
+        assert_eq!(decide(&strong, Some(s), true, false, 1000), Next::Login);
+        let s2 = SessionView {
+            acr: "urn:clef:acr:2fa",
+            ..s
+        };
+        assert_eq!(decide(&strong, Some(s2), true, false, 1000), Next::Issue);
 
         let login = run(&[("prompt", "login")]).unwrap();
         assert_eq!(decide(&login, Some(s), true, false, 1000), Next::Login);

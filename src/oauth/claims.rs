@@ -9,6 +9,7 @@ use crate::store::User;
 
 /// RFC 8176 method references recorded by login.
 pub const AMR_PASSWORD: &str = "pwd";
+pub const AMR_OTP: &str = "otp";
 
 /// Authentication context classes clef can assert.
 pub const ACR_1FA: &str = "urn:clef:acr:1fa";

@@ -4,6 +4,8 @@ mod clients;
 mod codes;
 mod consents;
 mod fast_reads;
+mod limits;
+mod otp;
 mod sessions;
 mod settings;
 mod tokens;
@@ -11,9 +13,10 @@ mod users;
 
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
+pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::LoginSession;
 pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};
-pub use users::{NewUser, User};
+pub use users::{NewUser, User, normalize_email};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,6 +48,8 @@ pub enum Db {
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
     pool: SqlitePool,
+    /// The database file; `None` in memory.
+    file: Option<std::path::PathBuf>,
     /// The hot read path; `None` for in-memory databases, which other connections cannot see.
     fast: Option<std::sync::Arc<fast_reads::FastReads>>,
 }
@@ -110,8 +115,12 @@ impl Db {
                 .max_lifetime(None::<Duration>)
                 .connect_with(options)
                 .await?;
-            let fast = (!memory).then(|| std::sync::Arc::new(fast_reads::FastReads::new(file)));
-            Ok(Db::Sqlite(SqliteDb { pool, fast }))
+            let fast = (!memory).then(|| std::sync::Arc::new(fast_reads::FastReads::new(file.clone())));
+            Ok(Db::Sqlite(SqliteDb {
+                pool,
+                file: (!memory).then_some(file),
+                fast,
+            }))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             let pool = PgPoolOptions::new()
@@ -129,7 +138,15 @@ impl Db {
     /// together apply them once; SQLite serialises writers on its own.
     pub async fn migrate(&self) -> Result<()> {
         match self {
-            Db::Sqlite(s) => SQLITE_MIGRATIONS.run(&s.pool).await?,
+            Db::Sqlite(s) => {
+                // sqlx locks migrations only on PostgreSQL; for SQLite an exclusive lock on a
+                // file beside the database keeps two starting instances from both applying one.
+                let _lock = match &s.file {
+                    Some(f) => Some(lock_file(f.with_extension("migrate-lock")).await?),
+                    None => None,
+                };
+                SQLITE_MIGRATIONS.run(&s.pool).await?
+            }
             Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -146,7 +163,8 @@ impl Db {
 
     /// Deletes rows whose lifetime is over. Returns how many rows went.
     pub async fn cleanup(&self, now: i64) -> Result<u64> {
-        const STATEMENTS: [&str; 5] = [
+        const STATEMENTS: [&str; 6] = [
+            "delete from otp_codes where expires_at < $1",
             "delete from auth_codes where expires_at < $1",
             "delete from auth_requests where expires_at < $1",
             "delete from login_sessions where expires_at < $1",
@@ -157,8 +175,24 @@ impl Db {
         for sql in STATEMENTS {
             n += on_db!(self, pool => sqlx::query(sql).bind(now).execute(pool).await?.rows_affected());
         }
+        // Counters whose window is long over; no limit window exceeds a day.
+        n += on_db!(self, pool => sqlx::query("delete from rate_limits where window_start < $1")
+            .bind(now - 86_400).execute(pool).await?.rows_affected());
         Ok(n)
     }
+}
+
+/// Blocks (on a blocking thread) until this process holds the lock; released on drop.
+async fn lock_file(path: std::path::PathBuf) -> Result<std::fs::File> {
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        f.lock()?;
+        Ok::<_, std::io::Error>(f)
+    })
+    .await
+    .map_err(|e| StoreError::Url(format!("{shown}: {e}")))?
+    .map_err(|e| StoreError::Url(format!("{shown}: {e}")))
 }
 
 pub(crate) fn json_list(items: &[String]) -> String {

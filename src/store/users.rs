@@ -112,6 +112,13 @@ impl Db {
         Ok(())
     }
 
+    pub async fn user_mark_verified(&self, user_id: &str, now: i64) -> Result<()> {
+        on_db!(self, pool => sqlx::query(
+            "update users set email_verified = 1, updated_at = $2 where user_id = $1 and email_verified = 0")
+            .bind(user_id).bind(now).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
     pub async fn user_set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<()> {
         on_db!(self, pool => sqlx::query("update users set password_hash = $1, updated_at = $2 where user_id = $3")
             .bind(hash).bind(now).bind(user_id).execute(pool).await?.rows_affected());

@@ -8,6 +8,7 @@ mod support;
 mod authorize_errors;
 mod cli;
 mod discovery;
+mod email;
 mod flow;
 mod pages;
 mod token_errors;

@@ -5,6 +5,7 @@ use reqwest::{Client, StatusCode, header};
 
 pub struct Browser {
     http: Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
     base: String,
 }
 
@@ -27,6 +28,25 @@ impl Page {
         let v = tag.find("value=\"")? + 7;
         let end = tag[v..].find('"')?;
         Some(html_unescape(&tag[v..v + end]))
+    }
+
+    /// Every hidden input of the page's first form, as a browser would submit them.
+    pub fn hidden_inputs(&self) -> Vec<(String, String)> {
+        let start = self.body.find("<form").unwrap_or(0);
+        let end = self.body[start..].find("</form>").map(|e| start + e).unwrap_or(self.body.len());
+        let form = &self.body[start..end];
+        let mut out = Vec::new();
+        for tag in form.split('<').filter(|t| t.starts_with("input type=\"hidden\"")) {
+            let attr = |a: &str| {
+                let at = tag.find(&format!("{a}=\""))? + a.len() + 2;
+                let end = tag[at..].find('"')?;
+                Some(html_unescape(&tag[at..at + end]))
+            };
+            if let (Some(n), Some(v)) = (attr("name"), attr("value")) {
+                out.push((n, v));
+            }
+        }
+        out
     }
 
     pub fn form_action(&self) -> String {
@@ -65,11 +85,29 @@ pub fn html_unescape(s: &str) -> String {
 
 impl Browser {
     pub fn new(base: &str) -> Browser {
-        let http = Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap();
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let http = Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(Policy::none())
+            .build()
+            .unwrap();
         Browser {
             http,
+            jar,
             base: base.to_owned(),
         }
+    }
+
+    /// The value of a cookie this browser holds for `url`.
+    pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
+        use reqwest::cookie::CookieStore;
+        let header = self.jar.cookies(&url.parse().unwrap())?;
+        let prefix = format!("{name}=");
+        header
+            .to_str()
+            .ok()?
+            .split("; ")
+            .find_map(|c| c.strip_prefix(prefix.as_str()).map(str::to_owned))
     }
 
     fn abs(&self, url: &str) -> String {
@@ -124,12 +162,7 @@ impl Browser {
 
     /// Submits the page's form with its hidden fields plus `fields`.
     pub async fn submit(&self, page: &Page, fields: &[(&str, &str)]) -> Page {
-        let mut form: Vec<(String, String)> = Vec::new();
-        for hidden in ["csrf", "req"] {
-            if let Some(v) = page.input(hidden) {
-                form.push((hidden.to_owned(), v));
-            }
-        }
+        let mut form: Vec<(String, String)> = page.hidden_inputs();
         for (k, v) in fields {
             form.push(((*k).to_owned(), (*v).to_owned()));
         }

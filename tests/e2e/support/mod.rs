@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod rp;
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -26,6 +27,8 @@ pub enum Backend {
 
 pub struct TestServer {
     pub issuer: String,
+    /// Every mail the server sends arrives here.
+    pub mail: smtp::Mailbox,
     pub state: AppState,
     pub clock: Clock,
     pub backend: Backend,
@@ -102,8 +105,10 @@ impl TestServer {
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let mail = smtp::Mailbox::start().await;
         let mut raw = RawConfig {
             issuer: Some(issuer.clone()),
+            smtp_url: Some(mail.url()),
             database_url: Some(database_url),
             keys_dir: Some(keys_dir.display().to_string()),
             max_concurrent_hashes: Some(4),
@@ -124,6 +129,7 @@ impl TestServer {
         });
         TestServer {
             issuer,
+            mail,
             state,
             clock,
             backend,

@@ -1,0 +1,290 @@
+//! Passwordless login and the second step by emailed code: send, check, and the magic link.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use serde::Serialize;
+
+use super::error::{PageError, no_store, render_page_error};
+use super::extract::{self, browser_hash, csrf_token, field, locale};
+use super::login::{complete_login, flow_locale, read_form};
+use crate::app::AppState;
+use crate::auth::email_otp::{self, Context, LOGIN, STEP_UP};
+use crate::auth::limits::{self, MINUTE, Verdict};
+use crate::notify::{self, Kind};
+use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_OTP, AMR_PASSWORD};
+use crate::paths;
+use crate::store::OtpCheck;
+use crate::store::normalize_email;
+
+#[derive(Serialize)]
+struct CodePage<'a> {
+    locale: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    req: &'a str,
+    email: &'a str,
+    purpose: &'a str,
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+    mail_failed: bool,
+    new_password: bool,
+    back_url: String,
+}
+
+pub struct CodeView<'a> {
+    pub req: &'a str,
+    pub email: &'a str,
+    pub purpose: &'a str,
+    pub notice: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub mail_failed: bool,
+}
+
+fn back_url(req: &str) -> String {
+    if req.is_empty() {
+        paths::LOGIN.to_owned()
+    } else {
+        format!("{}?req={req}", paths::LOGIN)
+    }
+}
+
+pub fn render_code_page(app: &AppState, jar: CookieJar, loc: &str, v: CodeView<'_>) -> Response {
+    let (jar, csrf) = csrf_token(app, jar);
+    let ctx = CodePage {
+        locale: loc,
+        action: paths::LOGIN_CODE_VERIFY,
+        csrf: &csrf,
+        req: v.req,
+        email: v.email,
+        purpose: v.purpose,
+        notice: v.notice,
+        error: v.error,
+        mail_failed: v.mail_failed,
+        new_password: false,
+        back_url: back_url(v.req),
+    };
+    match app.pages.render("code.html", &ctx) {
+        Ok(html) => (jar, no_store(Html(html).into_response())).into_response(),
+        Err(e) => render_page_error(app, loc, &PageError::internal(e)),
+    }
+}
+
+#[derive(Serialize)]
+struct LimitedPage<'a> {
+    locale: &'a str,
+    message: &'a str,
+    minutes: i64,
+    back_url: String,
+}
+
+/// 429 with a page that says when to try again.
+pub fn render_limited(app: &AppState, loc: &str, message: &str, retry_after: i64, req: &str) -> Response {
+    let ctx = LimitedPage {
+        locale: loc,
+        message,
+        minutes: (retry_after + 59) / 60,
+        back_url: back_url(req),
+    };
+    let mut resp = match app.pages.render("limited.html", &ctx) {
+        Ok(html) => no_store((StatusCode::TOO_MANY_REQUESTS, Html(html)).into_response()),
+        Err(e) => return render_page_error(app, loc, &PageError::internal(e)),
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// POST /login/code — "email me a code". The answer is the same whether or not the address
+/// has an account, and so is the work: a code row is written either way.
+pub async fn send_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
+    let loc = locale(&headers, None);
+    match send_inner(&app, peer, &headers, jar, body).await {
+        Ok(r) => r,
+        Err(e) => render_page_error(&app, loc, &e),
+    }
+}
+
+async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let req = field(&pairs, "req").unwrap_or("").to_owned();
+    let loc = flow_locale(app, headers, &req).await;
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    if email.is_empty() || email.len() > 254 {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
+    }
+    let now = app.clock.now();
+    let l = app.config.limits;
+    if let Verdict::Limited { retry_after } = limits::hit(
+        &app.db,
+        &limits::send_buckets(&email, &peer.ip().to_string()),
+        l.code_sends_per_minute,
+        MINUTE,
+        now,
+    )
+    .await?
+    {
+        tracing::info!("code sends limited");
+        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, &req));
+    }
+    let user = app.db.user_by_email(&email).await?;
+    let (jar, browser) = browser_hash(app, jar);
+    let ctx = Context {
+        user_id: user.as_ref().map(|u| u.user_id.as_str()),
+        browser_hash: &browser,
+        request_id: (!req.is_empty()).then_some(req.as_str()),
+    };
+    let issued = email_otp::issue(&app.db, &app.hmac_key, &email, LOGIN, ctx, app.config.otp_ttl, now).await?;
+    let delivered = match &user {
+        Some(u) => {
+            let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
+            let mail_loc = u.locale.as_deref().unwrap_or(loc);
+            notify::send(
+                &app.pages,
+                &app.mailer,
+                &app.config.issuer,
+                Kind::LoginCode,
+                &u.email,
+                mail_loc,
+                Some(&issued.code),
+                Some(&link),
+            )
+            .await
+        }
+        None if app.config.signup_open => {
+            let link = format!("{}{}", app.config.issuer, paths::SIGNUP);
+            notify::send(
+                &app.pages,
+                &app.mailer,
+                &app.config.issuer,
+                Kind::SignupOffer,
+                &email,
+                loc,
+                None,
+                Some(&link),
+            )
+            .await
+        }
+        None => true,
+    };
+    let view = CodeView {
+        req: &req,
+        email: &email,
+        purpose: LOGIN,
+        notice: Some("code.sent"),
+        error: None,
+        mail_failed: !delivered,
+    };
+    Ok(render_code_page(app, jar, loc, view))
+}
+
+/// POST /login/code/verify — a typed code, for passwordless login or the second step.
+pub async fn verify_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
+    let loc = locale(&headers, None);
+    match verify_inner(&app, peer, &headers, jar, body).await {
+        Ok(r) => r,
+        Err(e) => render_page_error(&app, loc, &e),
+    }
+}
+
+async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let req = field(&pairs, "req").unwrap_or("").to_owned();
+    let loc = flow_locale(app, headers, &req).await;
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    let purpose = match field(&pairs, "purpose") {
+        Some(STEP_UP) => STEP_UP,
+        _ => LOGIN,
+    };
+    let code = field(&pairs, "code").unwrap_or("");
+    let now = app.clock.now();
+    let l = app.config.limits;
+    if let Verdict::Limited { retry_after } = limits::hit(
+        &app.db,
+        &limits::check_buckets(&email, &peer.ip().to_string()),
+        l.code_checks_per_minute,
+        MINUTE,
+        now,
+    )
+    .await?
+    {
+        tracing::info!("code checks limited");
+        return Ok(render_limited(app, loc, "limited.too_many_tries", retry_after, &req));
+    }
+    let again = |jar, error| {
+        let view = CodeView {
+            req: &req,
+            email: &email,
+            purpose,
+            notice: None,
+            error: Some(error),
+            mail_failed: false,
+        };
+        Ok(render_code_page(app, jar, loc, view))
+    };
+    let spent = match email_otp::check(&app.db, &app.hmac_key, &email, purpose, code, now).await? {
+        OtpCheck::Accepted(s) => s,
+        OtpCheck::Wrong { .. } => return again(jar, "code.wrong"),
+        OtpCheck::Dead => return again(jar, "code.expired"),
+    };
+    let (jar, browser) = browser_hash(app, jar);
+    // A code for an address with no account proves nothing; it fails like a wrong one. A
+    // second-step code is good only in the browser that passed the first step.
+    let Some(user_id) = spent.user_id.clone() else {
+        return again(jar, "code.wrong");
+    };
+    if purpose == STEP_UP && spent.browser_hash != browser {
+        return again(jar, "code.expired");
+    }
+    finish(app, jar, &user_id, purpose, spent.request_id.as_deref()).await
+}
+
+/// The code or link proved the user holds the mailbox: the address is verified too.
+async fn finish(app: &AppState, jar: CookieJar, user_id: &str, purpose: &str, req: Option<&str>) -> Result<Response, PageError> {
+    app.db.user_mark_verified(user_id, app.clock.now()).await?;
+    let (amr, acr) = if purpose == STEP_UP {
+        (vec![AMR_PASSWORD.to_owned(), AMR_OTP.to_owned()], ACR_2FA)
+    } else {
+        (vec![AMR_OTP.to_owned()], ACR_1FA)
+    };
+    tracing::info!(user_id = %user_id, purpose, "email code accepted");
+    complete_login(app, jar, user_id, amr, acr, req).await
+}
+
+/// GET /login/link?token=… — the magic link; single use, and only in the browser that asked.
+pub async fn link_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
+    let loc = locale(&headers, None);
+    let pairs = extract::parse(q.unwrap_or_default().as_bytes());
+    let token = field(&pairs, "token").unwrap_or("");
+    let (jar, browser) = browser_hash(&app, jar);
+    let result = async {
+        let invalid = || PageError::new(StatusCode::BAD_REQUEST, "code.link_invalid");
+        if token.is_empty() || token.len() > 128 {
+            return Err(invalid());
+        }
+        let spent = email_otp::take_link(&app.db, token, &browser, app.clock.now())
+            .await?
+            .ok_or_else(invalid)?;
+        let user_id = spent.user_id.clone().ok_or_else(invalid)?;
+        finish(&app, jar, &user_id, &spent.purpose, spent.request_id.as_deref()).await
+    }
+    .await;
+    result.unwrap_or_else(|e| render_page_error(&app, loc, &e))
+}

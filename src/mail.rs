@@ -1,0 +1,133 @@
+//! Outgoing mail: SMTP when `CLEF_SMTP_URL` is set, else `.eml` files in the outbox folder so a
+//! fresh `clef serve` works and a newcomer can read the code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::Config;
+
+/// How long a request waits for the mail server before answering anyway.
+const SEND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Background retries after a failed or slow send.
+const RETRY_DELAYS: [Duration; 3] = [Duration::from_secs(5), Duration::from_secs(20), Duration::from_secs(60)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("mail settings: {0}")]
+    Config(String),
+    #[error("composing: {0}")]
+    Compose(String),
+    #[error("sending: {0}")]
+    Send(String),
+}
+
+#[derive(Clone)]
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
+}
+
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+}
+
+/// A rendered message, ready to go.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Mailer {
+    pub fn new(config: &Config) -> Result<Mailer, MailError> {
+        let from: Mailbox = config
+            .mail_from
+            .parse()
+            .map_err(|e| MailError::Config(format!("CLEF_MAIL_FROM: {e}")))?;
+        let transport = match &config.smtp_url {
+            Some(url) => {
+                let t: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+                    .map_err(|e| MailError::Config(format!("CLEF_SMTP_URL: {e}")))?
+                    .timeout(Some(SEND_TIMEOUT))
+                    .build();
+                Transport::Smtp(t)
+            }
+            None => Transport::Outbox(
+                AsyncFileTransport::<Tokio1Executor>::new(&config.outbox_dir),
+                config.outbox_dir.clone(),
+            ),
+        };
+        Ok(Mailer { transport, from })
+    }
+
+    fn compose(&self, m: &Outgoing) -> Result<Message, MailError> {
+        let to: Mailbox = m.to.parse().map_err(|e| MailError::Compose(format!("recipient: {e}")))?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(m.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(m.text.clone(), m.html.clone()))
+            .map_err(|e| MailError::Compose(e.to_string()))
+    }
+
+    async fn send_once(&self, message: Message) -> Result<(), MailError> {
+        match &self.transport {
+            Transport::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string())),
+            Transport::Outbox(t, dir) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| MailError::Send(format!("{}: {e}", dir.display())))?;
+                t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string()))
+            }
+        }
+    }
+
+    /// Sends within a short wait. On failure or a slow server, retries in the background and
+    /// returns false, so the page can tell the user that the mail may not arrive.
+    pub async fn deliver(self: &Arc<Self>, m: Outgoing) -> bool {
+        let message = match self.compose(&m) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::error!(error = %e, "mail not composed");
+                return false;
+            }
+        };
+        if let Transport::Outbox(_, dir) = &self.transport {
+            // No code in the log: only what the message is and where to find it.
+            tracing::info!(to = %m.to, subject = %m.subject, outbox = %dir.display(), "mail written to the outbox");
+        }
+        match tokio::time::timeout(SEND_TIMEOUT, self.send_once(message.clone())).await {
+            Ok(Ok(())) => true,
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_owned(),
+                };
+                tracing::warn!(to = %m.to, error = %why, "mail not sent; retrying in the background");
+                let mailer = self.clone();
+                tokio::spawn(async move {
+                    for (i, delay) in RETRY_DELAYS.iter().enumerate() {
+                        tokio::time::sleep(*delay).await;
+                        match mailer.send_once(message.clone()).await {
+                            Ok(()) => {
+                                tracing::info!(attempt = i + 2, "mail sent on retry");
+                                return;
+                            }
+                            Err(e) => tracing::warn!(attempt = i + 2, error = %e, "mail retry failed"),
+                        }
+                    }
+                    tracing::error!("mail given up after retries");
+                });
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The mails clef sends: rendered from `templates/email/` in the user's language.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::mail::{Mailer, Outgoing};
+use crate::pages::Pages;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    LoginCode,
+    SignupOffer,
+    StepUp,
+    Locked,
+}
+
+impl Kind {
+    fn key(self) -> &'static str {
+        match self {
+            Kind::LoginCode => "mail.login_code",
+            Kind::SignupOffer => "mail.signup_offer",
+            Kind::StepUp => "mail.step_up",
+            Kind::Locked => "mail.locked",
+        }
+    }
+    fn link_label(self) -> &'static str {
+        match self {
+            Kind::SignupOffer => "mail.signup_link_label",
+            Kind::Locked => "mail.login_link_label",
+            Kind::LoginCode | Kind::StepUp => "mail.link_label",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MailCtx<'a> {
+    locale: &'a str,
+    kind: &'static str,
+    subject: &'a str,
+    code: Option<&'a str>,
+    link: Option<&'a str>,
+    link_label: &'static str,
+    issuer: &'a str,
+}
+
+/// Renders and sends one mail. Returns false when it could not be sent right away (it is
+/// then retried in the background).
+#[allow(clippy::too_many_arguments)]
+pub async fn send(
+    pages: &Pages,
+    mailer: &Arc<Mailer>,
+    issuer: &str,
+    kind: Kind,
+    to: &str,
+    locale: &str,
+    code: Option<&str>,
+    link: Option<&str>,
+) -> bool {
+    let subject_key = format!("{}.subject", kind.key());
+    let subject = match pages.text(locale, &subject_key) {
+        Some(s) => s.to_owned(),
+        None => {
+            tracing::error!(key = %subject_key, "mail subject missing from the catalogue");
+            return false;
+        }
+    };
+    let ctx = MailCtx {
+        locale,
+        kind: kind.key(),
+        subject: &subject,
+        code,
+        link,
+        link_label: kind.link_label(),
+        issuer,
+    };
+    let (text, html) = match (pages.render("email/message.txt", &ctx), pages.render("email/message.html", &ctx)) {
+        (Ok(t), Ok(h)) => (t, h),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "mail template failed");
+            return false;
+        }
+    };
+    mailer
+        .deliver(Outgoing {
+            to: to.to_owned(),
+            subject,
+            text,
+            html,
+        })
+        .await
+}
