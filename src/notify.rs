@@ -13,6 +13,11 @@ pub enum Kind {
     SignupOffer,
     StepUp,
     Locked,
+    VerifyEmail,
+    Welcome,
+    AccountExists,
+    ResetPassword,
+    PasswordChanged,
 }
 
 impl Kind {
@@ -22,13 +27,18 @@ impl Kind {
             Kind::SignupOffer => "mail.signup_offer",
             Kind::StepUp => "mail.step_up",
             Kind::Locked => "mail.locked",
+            Kind::VerifyEmail => "mail.verify_email",
+            Kind::Welcome => "mail.welcome",
+            Kind::AccountExists => "mail.account_exists",
+            Kind::ResetPassword => "mail.reset_password",
+            Kind::PasswordChanged => "mail.password_changed",
         }
     }
     fn link_label(self) -> &'static str {
         match self {
             Kind::SignupOffer => "mail.signup_link_label",
-            Kind::Locked => "mail.login_link_label",
-            Kind::LoginCode | Kind::StepUp => "mail.link_label",
+            Kind::Locked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
+            Kind::LoginCode | Kind::StepUp | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
         }
     }
 }

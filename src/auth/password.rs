@@ -52,6 +52,24 @@ impl Hasher {
     }
 }
 
+/// What clef accepts as a new password: 8 to 1,024 characters that zxcvbn does not find
+/// guessable (score 2 or more, with the email counted as known to an attacker). Returns the
+/// catalogue key of the problem.
+pub fn policy(password: &str, email: &str) -> Result<(), &'static str> {
+    let len = password.chars().count();
+    if len < 8 {
+        return Err("signup.password_too_short");
+    }
+    if password.len() > 1024 {
+        return Err("signup.password_too_long");
+    }
+    let local = email.split('@').next().unwrap_or("");
+    if (zxcvbn::zxcvbn(password, &[email, local]).score() as u8) < 2 {
+        return Err("signup.password_too_weak");
+    }
+    Ok(())
+}
+
 /// Email + password. No hint of whether the email exists: the same work and the same answer.
 pub async fn verify(db: &Db, hasher: &Hasher, email: &str, password: &str) -> Result<Outcome, AuthError> {
     let user = db.user_by_email(email).await?;
@@ -66,6 +84,15 @@ pub async fn verify(db: &Db, hasher: &Hasher, email: &str, password: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_policy() {
+        assert_eq!(policy("short", "a@b.c"), Err("signup.password_too_short"));
+        assert_eq!(policy("password", "a@b.c"), Err("signup.password_too_weak"));
+        assert_eq!(policy("12345678", "a@b.c"), Err("signup.password_too_weak"));
+        assert_eq!(policy("anastasia1", "anastasia1@b.c"), Err("signup.password_too_weak"));
+        policy("correct horse battery", "a@b.c").unwrap();
+    }
 
     #[test]
     fn dummy_hash_is_a_valid_argon2id_hash() {

@@ -13,7 +13,7 @@ use super::error::{PageError, no_store, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field, locale};
 use super::login::{complete_login, flow_locale, read_form};
 use crate::app::AppState;
-use crate::auth::email_otp::{self, Context, LOGIN, STEP_UP};
+use crate::auth::email_otp::{self, Context, LOGIN, RESET_PASSWORD, STEP_UP, VERIFY_EMAIL};
 use crate::auth::limits::{self, MINUTE, Verdict};
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_OTP, AMR_PASSWORD};
@@ -55,9 +55,10 @@ fn back_url(req: &str) -> String {
 
 pub fn render_code_page(app: &AppState, jar: CookieJar, loc: &str, v: CodeView<'_>) -> Response {
     let (jar, csrf) = csrf_token(app, jar);
+    let reset = v.purpose == RESET_PASSWORD;
     let ctx = CodePage {
         locale: loc,
-        action: paths::LOGIN_CODE_VERIFY,
+        action: if reset { paths::PASSWORD_RESET } else { paths::LOGIN_CODE_VERIFY },
         csrf: &csrf,
         req: v.req,
         email: v.email,
@@ -65,7 +66,7 @@ pub fn render_code_page(app: &AppState, jar: CookieJar, loc: &str, v: CodeView<'
         notice: v.notice,
         error: v.error,
         mail_failed: v.mail_failed,
-        new_password: false,
+        new_password: reset,
         back_url: back_url(v.req),
     };
     match app.pages.render("code.html", &ctx) {
@@ -211,6 +212,7 @@ async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
     let email = normalize_email(field(&pairs, "email").unwrap_or(""));
     let purpose = match field(&pairs, "purpose") {
         Some(STEP_UP) => STEP_UP,
+        Some(VERIFY_EMAIL) => VERIFY_EMAIL,
         _ => LOGIN,
     };
     let code = field(&pairs, "code").unwrap_or("");
@@ -256,9 +258,30 @@ async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
     finish(app, jar, &user_id, purpose, spent.request_id.as_deref()).await
 }
 
-/// The code or link proved the user holds the mailbox: the address is verified too.
+/// The code or link proved the user holds the mailbox: the address is verified too, and a
+/// first verification earns the welcome mail.
 async fn finish(app: &AppState, jar: CookieJar, user_id: &str, purpose: &str, req: Option<&str>) -> Result<Response, PageError> {
-    app.db.user_mark_verified(user_id, app.clock.now()).await?;
+    if app.db.user_mark_verified(user_id, app.clock.now()).await?
+        && let Some(user) = app.db.user_get(user_id).await?
+    {
+        let link = format!("{}{}", app.config.issuer, paths::ACCOUNT);
+        let loc = user.locale.as_deref().unwrap_or(crate::i18n::DEFAULT_LOCALE);
+        notify::send(
+            &app.pages,
+            &app.mailer,
+            &app.config.issuer,
+            Kind::Welcome,
+            &user.email,
+            loc,
+            None,
+            Some(&link),
+        )
+        .await;
+    }
+    if purpose == RESET_PASSWORD {
+        // Reset codes finish in the reset handler, never as a login here.
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "code.link_invalid"));
+    }
     let (amr, acr) = if purpose == STEP_UP {
         (vec![AMR_PASSWORD.to_owned(), AMR_OTP.to_owned()], ACR_2FA)
     } else {

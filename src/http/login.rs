@@ -10,11 +10,11 @@ use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
 use super::authorize::{current_session, issue_code, load_request, respond_error};
-use super::email_code::{CodeView, render_code_page};
+use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, render_page_error};
 use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_ok, csrf_token, field, locale};
 use crate::app::AppState;
-use crate::auth::email_otp::{self, Context, STEP_UP};
+use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
 use crate::auth::limits::{self, Verdict};
 use crate::auth::{Outcome, password};
 use crate::notify::{self, Kind};
@@ -89,6 +89,7 @@ struct LoginPage<'a> {
     client_name: Option<&'a str>,
     signup_url: Option<String>,
     code_action: &'a str,
+    forgot_url: String,
 }
 
 fn signup_url(app: &AppState, req: &str) -> Option<String> {
@@ -123,6 +124,7 @@ fn render_login(
         client_name: f.and_then(|f| f.client_name.as_deref()),
         signup_url: signup_url(app, req),
         code_action: paths::LOGIN_CODE,
+        forgot_url: forgot_url(req),
     };
     page(app, jar, status, "login.html", &ctx, loc)
 }
@@ -333,6 +335,14 @@ struct SignupPage<'a> {
     login_url: String,
 }
 
+fn forgot_url(req: &str) -> String {
+    if req.is_empty() {
+        paths::PASSWORD_FORGOT.to_owned()
+    } else {
+        format!("{}?req={req}", paths::PASSWORD_FORGOT)
+    }
+}
+
 fn login_url(req: &str) -> String {
     if req.is_empty() {
         paths::LOGIN.to_owned()
@@ -376,15 +386,27 @@ fn plausible_email(e: &str) -> bool {
         && !e.contains(char::is_whitespace)
 }
 
-pub async fn signup_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+pub async fn signup_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
     let loc = locale(&headers, None);
-    match signup_post_inner(&app, &headers, jar, body).await {
+    match signup_post_inner(&app, peer, &headers, jar, body).await {
         Ok(r) => r,
         Err(e) => render_page_error(&app, loc, &e),
     }
 }
 
-async fn signup_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn signup_post_inner(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Result<Response, PageError> {
     let pairs = read_form(app, headers, &jar, body).await?;
     let f = flow(app, field(&pairs, "req")).await?;
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
@@ -392,15 +414,14 @@ async fn signup_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, 
         return Err(PageError::new(StatusCode::FORBIDDEN, "signup.closed"));
     }
     let req = f.as_ref().map(|f| f.req_id.as_str()).unwrap_or("");
-    let email = field(&pairs, "email").unwrap_or("").trim().to_lowercase();
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
     let name = field(&pairs, "name").unwrap_or("").trim();
-    let password = field(&pairs, "password").unwrap_or("");
+    // An empty password makes a passwordless account: it logs in with emailed codes.
+    let password = field(&pairs, "password").filter(|p| !p.is_empty());
     let problem = if !plausible_email(&email) {
         Some("signup.invalid_email")
-    } else if password.chars().count() < 8 {
-        Some("signup.password_too_short")
     } else {
-        None
+        password.and_then(|p| password::policy(p, &email).err())
     };
     if let Some(problem) = problem {
         let (jar, csrf) = csrf_token(app, jar);
@@ -416,38 +437,88 @@ async fn signup_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, 
         };
         return Ok(page(app, jar, StatusCode::OK, "signup.html", &ctx, loc));
     }
-    // Hash before looking the email up, so a taken address costs the same time as a new one.
-    let hash = app.hasher.hash(password).await?;
-    let user = NewUser {
-        user_id: random_token(16),
-        email: email.clone(),
-        email_verified: false,
-        name: (!name.is_empty()).then(|| name.to_owned()),
-        password_hash: Some(hash),
-        roles: vec![],
-        locale: Some(loc.to_owned()),
-    };
-    match app.db.user_create(&user, app.clock.now()).await {
-        Ok(()) => tracing::info!(user_id = %user.user_id, "account created by sign-up"),
-        // Never say that the address is taken: the answer below is the same either way.
-        Err(crate::store::StoreError::Conflict(_)) => tracing::info!("sign-up for an existing email"),
-        Err(e) => return Err(e.into()),
+    let now = app.clock.now();
+    if let Verdict::Limited { retry_after } = limits::hit(
+        &app.db,
+        &limits::send_buckets(&email, &peer.ip().to_string()),
+        app.config.limits.code_sends_per_minute,
+        limits::MINUTE,
+        now,
+    )
+    .await?
+    {
+        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
     }
-    let (jar, csrf) = csrf_token(app, jar);
-    let f_name = f.as_ref().and_then(|f| f.client_name.as_deref());
-    let ctx = LoginPage {
-        locale: loc,
-        action: paths::LOGIN,
-        csrf: &csrf,
+    // Hash before looking the email up, so a taken address costs the same time as a new one.
+    let hash = match password {
+        Some(p) => Some(app.hasher.hash(p).await?),
+        None => None,
+    };
+    let (jar, browser) = browser_hash(app, jar);
+    let delivered = match app.db.user_by_email(&email).await? {
+        // Never say that the address is taken: the owner is told by mail instead.
+        Some(existing) => {
+            tracing::info!("sign-up for an existing email");
+            let link = format!("{}{}", app.config.issuer, paths::LOGIN);
+            let mail_loc = existing.locale.as_deref().unwrap_or(loc);
+            notify::send(
+                &app.pages,
+                &app.mailer,
+                &app.config.issuer,
+                Kind::AccountExists,
+                &existing.email,
+                mail_loc,
+                None,
+                Some(&link),
+            )
+            .await
+        }
+        None => {
+            let user = NewUser {
+                user_id: random_token(16),
+                email: email.clone(),
+                email_verified: false,
+                name: (!name.is_empty()).then(|| name.to_owned()),
+                password_hash: hash,
+                roles: vec![],
+                locale: Some(loc.to_owned()),
+            };
+            match app.db.user_create(&user, now).await {
+                Ok(()) => {}
+                // Two sign-ups racing for one address: the loser is told like any taken one.
+                Err(crate::store::StoreError::Conflict(_)) => return Err(PageError::new(StatusCode::CONFLICT, "signup.try_again")),
+                Err(e) => return Err(e.into()),
+            }
+            tracing::info!(user_id = %user.user_id, "account created by sign-up; verification sent");
+            let ctx = Context {
+                user_id: Some(&user.user_id),
+                browser_hash: &browser,
+                request_id: (!req.is_empty()).then_some(req),
+            };
+            let issued = email_otp::issue(&app.db, &app.hmac_key, &email, VERIFY_EMAIL, ctx, app.config.otp_ttl, now).await?;
+            let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
+            notify::send(
+                &app.pages,
+                &app.mailer,
+                &app.config.issuer,
+                Kind::VerifyEmail,
+                &email,
+                loc,
+                Some(&issued.code),
+                Some(&link),
+            )
+            .await
+        }
+    };
+    let view = CodeView {
         req,
         email: &email,
+        purpose: VERIFY_EMAIL,
+        notice: Some("signup.check_email_code"),
         error: None,
-        notice: Some("signup.check_email"),
-        client_name: f_name,
-        signup_url: None,
-        code_action: paths::LOGIN_CODE,
+        mail_failed: !delivered,
     };
-    Ok(page(app, jar, StatusCode::OK, "login.html", &ctx, loc))
+    Ok(render_code_page(app, jar, loc, view))
 }
 
 #[derive(Serialize)]

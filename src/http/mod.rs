@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod login;
 mod logout;
+mod password_reset;
 mod token;
 mod userinfo;
 
@@ -35,6 +36,11 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LOGIN_CODE, axum::routing::post(email_code::send_post))
         .route(paths::LOGIN_CODE_VERIFY, axum::routing::post(email_code::verify_post))
         .route(paths::LOGIN_LINK, get(email_code::link_get))
+        .route(
+            paths::PASSWORD_FORGOT,
+            get(password_reset::forgot_get).post(password_reset::forgot_post),
+        )
+        .route(paths::PASSWORD_RESET, axum::routing::post(password_reset::reset_post))
         .route(paths::SIGNUP, get(login::signup_get).post(login::signup_post))
         .route(paths::CONSENT, get(login::consent_get).post(login::consent_post))
         .route(paths::ACCOUNT, get(login::account_get))

@@ -51,6 +51,14 @@ impl Db {
         .transpose()
     }
 
+    /// Ends every session of a user but `keep` (the one making the change, if any).
+    pub async fn sessions_end_for_user(&self, user_id: &str, keep: Option<&str>) -> Result<u64> {
+        Ok(
+            on_db!(self, pool => sqlx::query("delete from login_sessions where user_id = $1 and session_hash <> $2")
+            .bind(user_id).bind(keep.unwrap_or("")).execute(pool).await?.rows_affected()),
+        )
+    }
+
     pub async fn session_delete(&self, session_hash: &str) -> Result<()> {
         on_db!(self, pool => sqlx::query("delete from login_sessions where session_hash = $1")
             .bind(session_hash).execute(pool).await?.rows_affected());

@@ -125,6 +125,15 @@ impl Db {
         Ok(())
     }
 
+    /// Revokes every access and refresh token of a user (after a password reset).
+    pub async fn tokens_revoke_for_user(&self, user_id: &str) -> Result<()> {
+        on_db!(self, pool => {
+            sqlx::query("update access_tokens set revoked = 1 where user_id = $1").bind(user_id).execute(pool).await?;
+            sqlx::query("delete from refresh_tokens where user_id = $1").bind(user_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
     pub async fn refresh_token_create(&self, t: &NewRefreshToken, now: i64) -> Result<()> {
         on_db!(self, pool => sqlx::query(
             "insert into refresh_tokens (token_hash, grant_id, client_id, user_id, scope, nonce, auth_time, amr, acr, \

@@ -112,11 +112,12 @@ impl Db {
         Ok(())
     }
 
-    pub async fn user_mark_verified(&self, user_id: &str, now: i64) -> Result<()> {
-        on_db!(self, pool => sqlx::query(
+    /// Returns true when the address was not verified before (time for a welcome mail).
+    pub async fn user_mark_verified(&self, user_id: &str, now: i64) -> Result<bool> {
+        let n = on_db!(self, pool => sqlx::query(
             "update users set email_verified = 1, updated_at = $2 where user_id = $1 and email_verified = 0")
             .bind(user_id).bind(now).execute(pool).await?.rows_affected());
-        Ok(())
+        Ok(n > 0)
     }
 
     pub async fn user_set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<()> {

@@ -367,7 +367,52 @@ async fn cleanup_removes_expired_codes(h: &TestServer) {
     assert!(n >= 2, "the code and its counters go: {n}");
 }
 
+/// Reset: old password out, new one in, every old session and refresh token revoked.
+async fn password_reset_revokes_everything_else(h: &TestServer) {
+    h.user("reset@example.test", PW).await;
+    let rp = first_party(h).await;
+    let other = h.browser();
+    let s1 = rp.start(&["email"]);
+    let back = other.authorize(&s1.url, "reset@example.test", PW).await;
+    let old = rp.exchange(&back.location_param("code").unwrap(), s1.verifier).await;
+    let old_refresh = crate::support::rp::refresh_token(&old).unwrap();
+
+    let b = h.browser();
+    let login = b.follow(b.get(&rp.start(&[]).url).await).await;
+    assert!(login.body.contains("Forgot your password?"));
+    let forgot = b.get(&format!("/password/forgot?req={}", login.input("req").unwrap())).await;
+    let page = b.submit(&forgot, &[("email", "reset@example.test")]).await;
+    assert!(page.body.contains("autocomplete=\"new-password\"") && page.body.contains("autocomplete=\"one-time-code\""));
+    let code = h.mail.last_to("reset@example.test").six_digit_code();
+    let weak = b.submit(&page, &[("code", &code), ("password", "12345678")]).await;
+    assert!(weak.body.contains("too easy to guess"));
+    let done = b
+        .follow(b.submit(&page, &[("code", &code), ("password", "a brand new passphrase")]).await)
+        .await;
+    done.assert_redirect_to(&rp.redirect_uri);
+    assert_eq!(h.mail.last_to("reset@example.test").subject, "Your password was changed");
+
+    // The old refresh token and the other browser's session are gone.
+    assert!(rp.refresh(&old_refresh).await.unwrap_err().contains("invalid_grant"));
+    let none = other.get(&rp.start_with(&[], &[("prompt", "none")]).url).await;
+    assert_eq!(none.location_param("error").as_deref(), Some("login_required"));
+    // Old password refused, new one accepted.
+    let fresh = h.browser();
+    let login = fresh.follow(fresh.get(&rp.start(&[]).url).await).await;
+    let refused = fresh.submit(&login, &[("email", "reset@example.test"), ("password", PW)]).await;
+    assert!(refused.body.contains("The email or password is incorrect."));
+    let ok = fresh
+        .follow(
+            fresh
+                .submit(&login, &[("email", "reset@example.test"), ("password", "a brand new passphrase")])
+                .await,
+        )
+        .await;
+    assert!(ok.location_param("code").is_some());
+}
+
 e2e!(
+    password_reset_revokes_everything_else,
     passwordless_login_by_emailed_code,
     magic_link_works_once_and_only_in_the_asking_browser,
     wrong_and_expired_codes,

@@ -339,33 +339,77 @@ async fn rp_initiated_logout(h: &TestServer) {
     assert_eq!(bad.status, 400);
 }
 
-async fn signup_creates_an_unverified_account(h: &TestServer) {
+async fn signup_verifies_the_email_then_welcomes(h: &TestServer) {
     let rp = rp_for(h, "su").await;
     let b = h.browser();
     let start = rp.start(&["email"]);
     let login = b.follow(b.get(&start.url).await).await;
-    let signup_link = crate::support::browser::html_unescape(login.body.split("href=\"").nth(1).unwrap().split('"').next().unwrap());
+    let signup_link = crate::support::browser::html_unescape(login.body.split("href=\"").nth(2).unwrap().split('"').next().unwrap());
+    assert!(signup_link.starts_with("/signup"), "{signup_link}");
     let form = b.get(&signup_link).await;
     assert!(form.body.contains("autocomplete=\"new-password\""));
-    let after = b
+    let weak = b.submit(&form, &[("email", "new@example.test"), ("password", "password1")]).await;
+    assert!(weak.body.contains("too easy to guess"), "zxcvbn refuses common passwords");
+    let sent = b
         .submit(
             &form,
             &[("email", "New@Example.test"), ("password", "a fine password"), ("name", "Newcomer")],
         )
         .await;
-    assert_eq!(after.status, 200);
-    assert_eq!(after.input("email").as_deref(), Some("new@example.test"));
-    let consent = b
-        .follow(
-            b.submit(&after, &[("email", "new@example.test"), ("password", "a fine password")])
-                .await,
-        )
-        .await;
+    assert_eq!(sent.status, 200);
+    assert_eq!(sent.input("purpose").as_deref(), Some("verify_email"));
+    let user = h.state.db.user_by_email("new@example.test").await.unwrap().unwrap();
+    assert!(!user.email_verified, "unverified until the code comes back");
+    let mail = h.mail.last_to("new@example.test");
+    assert_eq!(mail.subject, "Confirm your email address");
+    let consent = b.follow(b.submit(&sent, &[("code", &mail.six_digit_code())]).await).await;
+    assert_eq!(
+        h.mail.last_to("new@example.test").subject,
+        "Welcome",
+        "a welcome mail after verification"
+    );
     let back = b.follow(b.submit(&consent, &[("decision", "allow")]).await).await;
     let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
     let claims = rp.id_claims(&tokens, &start.nonce);
-    assert_eq!(claims.email_verified(), Some(false));
+    assert_eq!(claims.email_verified(), Some(true));
+    assert_eq!(
+        claims.name().and_then(|n| n.get(None)).map(|n| n.as_str()),
+        None,
+        "name needs the profile scope"
+    );
     assert_eq!(tokens.scopes().unwrap().len(), 2);
+}
+
+/// Signing up with a taken address says nothing on the page; the owner gets a mail.
+async fn signup_with_a_taken_address_tells_only_the_owner(h: &TestServer) {
+    h.user("taken@example.test", PW).await;
+    let b = h.browser();
+    let form = b.get("/signup").await;
+    let taken = b
+        .submit(&form, &[("email", "taken@example.test"), ("password", "another fine password")])
+        .await;
+    let b2 = h.browser();
+    let form2 = b2.get("/signup").await;
+    let fresh = b2
+        .submit(&form2, &[("email", "fresh@example.test"), ("password", "another fine password")])
+        .await;
+    assert_eq!(taken.status, fresh.status);
+    let norm = |p: &crate::support::browser::Page| {
+        p.body
+            .replace("taken@example.test", "E")
+            .replace("fresh@example.test", "E")
+            .lines()
+            .filter(|l| !l.contains("name=\"csrf\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(norm(&taken), norm(&fresh));
+    assert_eq!(h.mail.last_to("taken@example.test").subject, "You already have an account");
+    let owner = h.state.db.user_by_email("taken@example.test").await.unwrap().unwrap();
+    assert!(
+        h.state.hasher.verify(PW, owner.password_hash.as_deref()).await.unwrap(),
+        "the password is untouched"
+    );
 }
 
 e2e!(
@@ -380,5 +424,6 @@ e2e!(
     form_post_response_mode,
     revocation_and_introspection,
     rp_initiated_logout,
-    signup_creates_an_unverified_account,
+    signup_verifies_the_email_then_welcomes,
+    signup_with_a_taken_address_tells_only_the_owner,
 );

@@ -1,0 +1,229 @@
+//! Forgotten password: a code by mail, then a new password. Every other session and every
+//! token of the account is revoked, and the owner is told.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum_extra::extract::CookieJar;
+use serde::Serialize;
+
+use super::email_code::{CodeView, render_code_page, render_limited};
+use super::error::{PageError, no_store, render_page_error};
+use super::extract::{self, browser_hash, csrf_token, field, locale};
+use super::login::{complete_login, flow_locale, read_form};
+use crate::app::AppState;
+use crate::auth::email_otp::{self, Context, RESET_PASSWORD};
+use crate::auth::limits::{self, MINUTE, Verdict};
+use crate::auth::password;
+use crate::notify::{self, Kind};
+use crate::oauth::claims::{ACR_1FA, AMR_OTP};
+use crate::paths;
+use crate::store::{OtpCheck, normalize_email};
+
+#[derive(Serialize)]
+struct ForgotPage<'a> {
+    locale: &'a str,
+    action: &'a str,
+    csrf: &'a str,
+    req: &'a str,
+    email: &'a str,
+    back_url: String,
+}
+
+/// GET /password/forgot
+pub async fn forgot_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
+    let pairs = extract::parse(q.unwrap_or_default().as_bytes());
+    let req = field(&pairs, "req").unwrap_or("").to_owned();
+    let loc = flow_locale(&app, &headers, &req).await;
+    let (jar, csrf) = csrf_token(&app, jar);
+    let back_url = if req.is_empty() {
+        paths::LOGIN.to_owned()
+    } else {
+        format!("{}?req={req}", paths::LOGIN)
+    };
+    let ctx = ForgotPage {
+        locale: loc,
+        action: paths::PASSWORD_FORGOT,
+        csrf: &csrf,
+        req: &req,
+        email: field(&pairs, "email").unwrap_or(""),
+        back_url,
+    };
+    match app.pages.render("forgot.html", &ctx) {
+        Ok(html) => (jar, no_store(Html(html).into_response())).into_response(),
+        Err(e) => render_page_error(&app, loc, &PageError::internal(e)),
+    }
+}
+
+/// POST /password/forgot — same answer and same work whether or not the address is known.
+pub async fn forgot_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
+    let loc = locale(&headers, None);
+    match forgot_inner(&app, peer, &headers, jar, body).await {
+        Ok(r) => r,
+        Err(e) => render_page_error(&app, loc, &e),
+    }
+}
+
+async fn forgot_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let req = field(&pairs, "req").unwrap_or("").to_owned();
+    let loc = flow_locale(app, headers, &req).await;
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    if email.is_empty() || email.len() > 254 {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
+    }
+    let now = app.clock.now();
+    if let Verdict::Limited { retry_after } = limits::hit(
+        &app.db,
+        &limits::send_buckets(&email, &peer.ip().to_string()),
+        app.config.limits.code_sends_per_minute,
+        MINUTE,
+        now,
+    )
+    .await?
+    {
+        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, &req));
+    }
+    let user = app.db.user_by_email(&email).await?;
+    let (jar, browser) = browser_hash(app, jar);
+    let ctx = Context {
+        user_id: user.as_ref().map(|u| u.user_id.as_str()),
+        browser_hash: &browser,
+        request_id: (!req.is_empty()).then_some(req.as_str()),
+    };
+    let issued = email_otp::issue(&app.db, &app.hmac_key, &email, RESET_PASSWORD, ctx, app.config.otp_ttl, now).await?;
+    let delivered = match &user {
+        Some(u) => {
+            let mail_loc = u.locale.as_deref().unwrap_or(loc);
+            notify::send(
+                &app.pages,
+                &app.mailer,
+                &app.config.issuer,
+                Kind::ResetPassword,
+                &u.email,
+                mail_loc,
+                Some(&issued.code),
+                None,
+            )
+            .await
+        }
+        None => true,
+    };
+    let view = CodeView {
+        req: &req,
+        email: &email,
+        purpose: RESET_PASSWORD,
+        notice: Some("code.sent"),
+        error: None,
+        mail_failed: !delivered,
+    };
+    Ok(render_code_page(app, jar, loc, view))
+}
+
+/// POST /password/reset — the code and the new password together.
+pub async fn reset_post(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
+    let loc = locale(&headers, None);
+    match reset_inner(&app, peer, &headers, jar, body).await {
+        Ok(r) => r,
+        Err(e) => render_page_error(&app, loc, &e),
+    }
+}
+
+async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let req = field(&pairs, "req").unwrap_or("").to_owned();
+    let loc = flow_locale(app, headers, &req).await;
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    let new_password = field(&pairs, "password").unwrap_or("");
+    let again = |jar, error| {
+        let view = CodeView {
+            req: &req,
+            email: &email,
+            purpose: RESET_PASSWORD,
+            notice: None,
+            error: Some(error),
+            mail_failed: false,
+        };
+        Ok(render_code_page(app, jar, loc, view))
+    };
+    // A weak password is refused before the code is looked at, so it costs no try.
+    if let Err(problem) = password::policy(new_password, &email) {
+        return again(jar, problem);
+    }
+    let now = app.clock.now();
+    if let Verdict::Limited { retry_after } = limits::hit(
+        &app.db,
+        &limits::check_buckets(&email, &peer.ip().to_string()),
+        app.config.limits.code_checks_per_minute,
+        MINUTE,
+        now,
+    )
+    .await?
+    {
+        return Ok(render_limited(app, loc, "limited.too_many_tries", retry_after, &req));
+    }
+    let spent = match email_otp::check(
+        &app.db,
+        &app.hmac_key,
+        &email,
+        RESET_PASSWORD,
+        field(&pairs, "code").unwrap_or(""),
+        now,
+    )
+    .await?
+    {
+        OtpCheck::Accepted(s) => s,
+        OtpCheck::Wrong { .. } => return again(jar, "code.wrong"),
+        OtpCheck::Dead => return again(jar, "code.expired"),
+    };
+    let Some(user_id) = spent.user_id else {
+        return again(jar, "code.wrong");
+    };
+    let hash = app.hasher.hash(new_password).await?;
+    app.db.user_set_password_hash(&user_id, &hash, now).await?;
+    let ended = app.db.sessions_end_for_user(&user_id, None).await?;
+    app.db.tokens_revoke_for_user(&user_id).await?;
+    limits::password_cleared(&app.db, &email).await?;
+    tracing::info!(user_id = %user_id, sessions_ended = ended, "password reset; sessions and tokens revoked");
+    if let Some(user) = app.db.user_get(&user_id).await? {
+        let link = format!("{}{}", app.config.issuer, paths::PASSWORD_FORGOT);
+        let mail_loc = user.locale.as_deref().unwrap_or(loc);
+        notify::send(
+            &app.pages,
+            &app.mailer,
+            &app.config.issuer,
+            Kind::PasswordChanged,
+            &user.email,
+            mail_loc,
+            None,
+            Some(&link),
+        )
+        .await;
+    }
+    // The code proved the mailbox: the address is verified, and this browser is logged in.
+    app.db.user_mark_verified(&user_id, now).await?;
+    complete_login(
+        app,
+        jar,
+        &user_id,
+        vec![AMR_OTP.to_owned()],
+        ACR_1FA,
+        (!req.is_empty()).then_some(req.as_str()),
+    )
+    .await
+}
