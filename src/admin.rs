@@ -25,6 +25,7 @@ pub struct ClientSpec {
     pub public: bool,
     pub skip_consent: bool,
     pub id_token_alg: Option<String>,
+    pub require_2fa: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -76,6 +77,7 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
             is_public: spec.public,
             skip_consent: spec.skip_consent,
             id_token_alg: alg,
+            require_2fa: spec.require_2fa,
         },
         now,
     )

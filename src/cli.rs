@@ -65,6 +65,9 @@ pub enum ClientsCmd {
         /// ID token algorithm: RS256 (default) or ES256.
         #[arg(long)]
         id_token_signed_response_alg: Option<String>,
+        /// Every login for this client needs two factors (password, then an emailed code).
+        #[arg(long)]
+        require_2fa: bool,
         #[arg(long)]
         json: bool,
     },
@@ -186,6 +189,7 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
             post_logout_redirect_uris,
             skip_consent,
             id_token_signed_response_alg,
+            require_2fa,
             json,
         } => {
             let spec = ClientSpec {
@@ -196,6 +200,7 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                 public,
                 skip_consent,
                 id_token_alg: id_token_signed_response_alg,
+                require_2fa,
             };
             let created = crate::admin::create_client(db, &spec, now).await?;
             if json {
@@ -218,6 +223,7 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                             "client_id": c.client_id, "name": c.name, "redirect_uris": c.redirect_uris,
                             "post_logout_redirect_uris": c.post_logout_redirect_uris, "grant_types": c.grant_types,
                             "public": c.is_public, "skip_consent": c.skip_consent, "id_token_signed_response_alg": c.id_token_alg,
+                            "require_2fa": c.require_2fa,
                         })
                     })
                     .collect();

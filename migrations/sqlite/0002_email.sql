@@ -28,3 +28,6 @@ create table rate_limits (
     hits integer not null
 );
 create index rate_limits_window on rate_limits (window_start);
+
+-- A client may demand two factors for every login, whatever its requests say.
+alter table clients add column require_2fa integer not null default 0;

@@ -18,7 +18,7 @@ use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
 use crate::auth::limits::{self, Verdict};
 use crate::auth::{Outcome, password};
 use crate::notify::{self, Kind};
-use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_PASSWORD};
+use crate::oauth::claims::{ACR_1FA, AMR_PASSWORD};
 use crate::oauth::{ErrorCode, OAuthError, scope};
 use crate::paths;
 use crate::secret::{random_token, sha256_b64};
@@ -68,7 +68,7 @@ async fn flow(app: &AppState, req_id: Option<&str>) -> Result<Option<Flow>, Page
             let (row, req, client) = load_request(app, Some(id)).await?;
             Ok(Some(Flow {
                 req_id: row.request_id,
-                wants_2fa: req.acr_values.iter().any(|a| a == ACR_2FA),
+                wants_2fa: req.wants_2fa(),
                 ui_locales: req.ui_locales,
                 login_hint: req.login_hint,
                 client_name: Some(client.name),

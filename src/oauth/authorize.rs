@@ -144,6 +144,16 @@ pub struct AuthorizeRequest {
     /// Set once the user has logged in during this request (satisfies prompt=login, max_age).
     #[serde(default)]
     pub fresh_login: bool,
+    /// The client demands two factors, unlike `acr_values`, which only asks.
+    #[serde(default)]
+    pub require_2fa: bool,
+}
+
+impl AuthorizeRequest {
+    /// Whether the login should add a second factor after the password.
+    pub fn wants_2fa(&self) -> bool {
+        self.require_2fa || self.acr_values.iter().any(|a| a == ACR_2FA)
+    }
 }
 
 impl AuthorizeRequest {
@@ -266,6 +276,7 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
             .map(str::to_owned)
             .collect(),
         fresh_login: false,
+        require_2fa: client.require_2fa,
     })
 }
 
@@ -294,10 +305,12 @@ pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent_
             let too_old = req.max_age.is_some_and(|m| now - s.auth_time > m);
             // acr_values is a wish (OIDC Core §3.1.2.1): a one-factor session gets a chance to
             // add a second, and what was achieved is reported in `acr`.
-            let too_weak = req.acr_values.iter().any(|a| a == ACR_2FA) && s.acr != ACR_2FA;
+            let too_weak = s.acr != ACR_2FA;
             // A login made for this request settles it, even as another user than the hint
-            // named: the relying party sees the new `sub` and decides.
-            !req.fresh_login && (wrong_user || req.prompt_login || too_old || too_weak)
+            // named: the relying party sees the new `sub` and decides. A client that demands
+            // two factors is never settled by one.
+            (req.require_2fa && too_weak)
+                || !req.fresh_login && (wrong_user || req.prompt_login || too_old || (req.wants_2fa() && too_weak))
         }
     };
     if login_needed {
@@ -368,6 +381,7 @@ mod tests {
             is_public: true,
             skip_consent: false,
             id_token_alg: "RS256".into(),
+            require_2fa: false,
             created_at: 0,
         }
     }
@@ -496,6 +510,16 @@ mod tests {
             ..s
         };
         assert_eq!(decide(&strong, Some(s2), true, false, 1000), Next::Issue);
+
+        let mut demanded = run(&[]).unwrap();
+        demanded.require_2fa = true;
+        demanded.fresh_login = true;
+        assert_eq!(
+            decide(&demanded, Some(s), true, false, 1000),
+            Next::Login,
+            "one factor never satisfies a 2FA client"
+        );
+        assert_eq!(decide(&demanded, Some(s2), true, false, 1000), Next::Issue);
 
         let login = run(&[("prompt", "login")]).unwrap();
         assert_eq!(decide(&login, Some(s), true, false, 1000), Next::Login);

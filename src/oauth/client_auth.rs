@@ -90,6 +90,7 @@ mod tests {
             is_public: public,
             skip_consent: false,
             id_token_alg: "RS256".into(),
+            require_2fa: false,
             created_at: 0,
         }
     }

@@ -283,6 +283,7 @@ mod tests {
             is_public: false,
             skip_consent: false,
             id_token_alg: "RS256".into(),
+            require_2fa: false,
             created_at: 0,
         }
     }

@@ -14,6 +14,8 @@ pub struct Client {
     pub is_public: bool,
     pub skip_consent: bool,
     pub id_token_alg: String,
+    /// Every login for this client needs two factors.
+    pub require_2fa: bool,
     pub created_at: i64,
 }
 
@@ -34,6 +36,7 @@ pub struct NewClient {
     pub is_public: bool,
     pub skip_consent: bool,
     pub id_token_alg: String,
+    pub require_2fa: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -47,6 +50,7 @@ struct ClientRow {
     is_public: i64,
     skip_consent: i64,
     id_token_alg: String,
+    require_2fa: i64,
     created_at: i64,
 }
 
@@ -63,17 +67,18 @@ impl TryFrom<ClientRow> for Client {
             is_public: r.is_public != 0,
             skip_consent: r.skip_consent != 0,
             id_token_alg: r.id_token_alg,
+            require_2fa: r.require_2fa != 0,
             created_at: r.created_at,
         })
     }
 }
 
 const COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
-    grant_types, is_public, skip_consent, id_token_alg, created_at";
+    grant_types, is_public, skip_consent, id_token_alg, require_2fa, created_at";
 
 impl Db {
     pub async fn client_create(&self, c: &NewClient, now: i64) -> Result<()> {
-        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&c.client_id)
             .bind(&c.secret_hash)
@@ -84,6 +89,7 @@ impl Db {
             .bind(i64::from(c.is_public))
             .bind(i64::from(c.skip_consent))
             .bind(&c.id_token_alg)
+            .bind(i64::from(c.require_2fa))
             .bind(now)
             .execute(pool)
             .await

@@ -164,7 +164,8 @@ impl Db {
     /// Deletes rows whose lifetime is over. Returns how many rows went.
     pub async fn cleanup(&self, now: i64) -> Result<u64> {
         const STATEMENTS: [&str; 6] = [
-            "delete from otp_codes where expires_at < $1",
+            // Expired codes, and spent ones whose minute of replay protection is over.
+            "delete from otp_codes where expires_at < $1 or (used = 1 and created_at < $1 - 60)",
             "delete from auth_codes where expires_at < $1",
             "delete from auth_requests where expires_at < $1",
             "delete from login_sessions where expires_at < $1",

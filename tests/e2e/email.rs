@@ -411,7 +411,58 @@ async fn password_reset_revokes_everything_else(h: &TestServer) {
     assert!(ok.location_param("code").is_some());
 }
 
+/// A client that demands two factors gets them, even without `acr_values`, and a code alone
+/// does not get through.
+async fn clients_can_demand_two_factors(h: &TestServer) {
+    h.user("strict@example.test", PW).await;
+    let created = h
+        .client(ClientSpec {
+            name: "strict".into(),
+            redirect_uris: vec!["http://127.0.0.1/strict/cb".into()],
+            skip_consent: true,
+            require_2fa: true,
+            ..ClientSpec::default()
+        })
+        .await;
+    let rp = Rp::discover(&h.issuer, &created, "http://127.0.0.1/strict/cb").await;
+
+    let b = h.browser();
+    let (_, page) = ask_code(&b, &rp.start(&[]).url, "strict@example.test").await;
+    let code = h.mail.last_to("strict@example.test").six_digit_code();
+    let after = b.follow(b.submit(&page, &[("code", &code)]).await).await;
+    assert!(after.body.contains("current-password"), "one factor leads back to the login page");
+
+    let start = rp.start(&[]);
+    let login = b.follow(b.get(&start.url).await).await;
+    let step = b.submit(&login, &[("email", "strict@example.test"), ("password", PW)]).await;
+    assert_eq!(step.input("purpose").as_deref(), Some("step_up"));
+    let code = h.mail.last_to("strict@example.test").six_digit_code();
+    let back = b.follow(b.submit(&step, &[("code", &code)]).await).await;
+    let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
+    assert_eq!(
+        rp.id_claims(&tokens, &start.nonce).auth_context_ref().unwrap().as_str(),
+        "urn:clef:acr:2fa"
+    );
+}
+
+/// A mail server that cannot be reached does not hang the page, and the page says so.
+async fn unreachable_mail_server_is_reported(h: &TestServer) {
+    let hs = TestServer::start_with(h.backend, |raw| raw.smtp_url = Some("smtp://127.0.0.1:1".into())).await;
+    hs.user_with(UserSpec {
+        email: "down@example.test".into(),
+        ..UserSpec::default()
+    })
+    .await;
+    let rp = first_party(&hs).await;
+    let (_, page) = ask_code(&hs.browser(), &rp.start(&[]).url, "down@example.test").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("We could not send the email right now"), "{}", page.body);
+    hs.finish().await;
+}
+
 e2e!(
+    clients_can_demand_two_factors,
+    unreachable_mail_server_is_reported,
     password_reset_revokes_everything_else,
     passwordless_login_by_emailed_code,
     magic_link_works_once_and_only_in_the_asking_browser,
