@@ -32,12 +32,16 @@ pub async fn hit(db: &Db, buckets: &[String], limit: i64, window: i64, now: i64)
     })
 }
 
-pub fn send_buckets(email: &str, ip: &str) -> Vec<String> {
-    vec![format!("send:email:{email}"), format!("send:ip:{ip}")]
+/// One more code sent to `email` from `ip`: sign-in, sign-up and reset codes share the count.
+pub async fn code_send(db: &Db, limits: &Limits, email: &str, ip: &str, now: i64) -> Result<Verdict, AuthError> {
+    let buckets = [format!("send:email:{email}"), format!("send:ip:{ip}")];
+    hit(db, &buckets, limits.code_sends_per_minute, MINUTE, now).await
 }
 
-pub fn check_buckets(email: &str, ip: &str) -> Vec<String> {
-    vec![format!("check:email:{email}"), format!("check:ip:{ip}")]
+/// One more code typed for `email` from `ip`.
+pub async fn code_check(db: &Db, limits: &Limits, email: &str, ip: &str, now: i64) -> Result<Verdict, AuthError> {
+    let buckets = [format!("check:email:{email}"), format!("check:ip:{ip}")];
+    hit(db, &buckets, limits.code_checks_per_minute, MINUTE, now).await
 }
 
 fn account_bucket(email: &str) -> String {

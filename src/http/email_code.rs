@@ -9,17 +9,16 @@ use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::error::{PageError, no_store, render_page_error};
+use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field, locale};
-use super::login::{complete_login, flow_locale, read_form};
+use super::login::{Step, complete_login, read_step};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, LOGIN, RESET_PASSWORD, STEP_UP, VERIFY_EMAIL};
-use crate::auth::limits::{self, MINUTE, Verdict};
+use crate::auth::limits::{self, Verdict};
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_OTP, AMR_PASSWORD};
 use crate::paths;
 use crate::store::OtpCheck;
-use crate::store::normalize_email;
 
 #[derive(Serialize)]
 struct CodePage<'a> {
@@ -110,32 +109,16 @@ pub async fn send_post(
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    let loc = locale(&headers, None);
-    match send_inner(&app, peer, &headers, jar, body).await {
-        Ok(r) => r,
-        Err(e) => render_page_error(&app, loc, &e),
-    }
+    page_or_error(&app, &headers, send_inner(&app, peer, &headers, jar, body).await)
 }
 
 async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let pairs = read_form(app, headers, &jar, body).await?;
-    let req = field(&pairs, "req").unwrap_or("").to_owned();
-    let loc = flow_locale(app, headers, &req).await;
-    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
     if email.is_empty() || email.len() > 254 {
         return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
     }
     let now = app.clock.now();
-    let l = app.config.limits;
-    if let Verdict::Limited { retry_after } = limits::hit(
-        &app.db,
-        &limits::send_buckets(&email, &peer.ip().to_string()),
-        l.code_sends_per_minute,
-        MINUTE,
-        now,
-    )
-    .await?
-    {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
         tracing::info!("code sends limited");
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, &req));
     }
@@ -198,18 +181,11 @@ pub async fn verify_post(
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    let loc = locale(&headers, None);
-    match verify_inner(&app, peer, &headers, jar, body).await {
-        Ok(r) => r,
-        Err(e) => render_page_error(&app, loc, &e),
-    }
+    page_or_error(&app, &headers, verify_inner(&app, peer, &headers, jar, body).await)
 }
 
 async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let pairs = read_form(app, headers, &jar, body).await?;
-    let req = field(&pairs, "req").unwrap_or("").to_owned();
-    let loc = flow_locale(app, headers, &req).await;
-    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    let Step { pairs, req, loc, email } = read_step(app, headers, &jar, body).await?;
     let purpose = match field(&pairs, "purpose") {
         Some(STEP_UP) => STEP_UP,
         Some(VERIFY_EMAIL) => VERIFY_EMAIL,
@@ -217,16 +193,7 @@ async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
     };
     let code = field(&pairs, "code").unwrap_or("");
     let now = app.clock.now();
-    let l = app.config.limits;
-    if let Verdict::Limited { retry_after } = limits::hit(
-        &app.db,
-        &limits::check_buckets(&email, &peer.ip().to_string()),
-        l.code_checks_per_minute,
-        MINUTE,
-        now,
-    )
-    .await?
-    {
+    if let Verdict::Limited { retry_after } = limits::code_check(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
         tracing::info!("code checks limited");
         return Ok(render_limited(app, loc, "limited.too_many_tries", retry_after, &req));
     }

@@ -123,6 +123,11 @@ pub fn render_page_error(app: &AppState, locale: &str, e: &PageError) -> Respons
     no_store((e.status, Html(html)).into_response())
 }
 
+/// A page handler's result, with its error shown as a page.
+pub fn page_or_error(app: &AppState, headers: &axum::http::HeaderMap, result: Result<Response, PageError>) -> Response {
+    result.unwrap_or_else(|e| render_page_error(app, super::extract::locale(headers, None), &e))
+}
+
 pub fn no_store(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

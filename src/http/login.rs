@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::authorize::{current_session, issue_code, load_request, respond_error};
 use super::email_code::{CodeView, render_code_page, render_limited};
-use super::error::{PageError, no_store, render_page_error};
+use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_ok, csrf_token, field, locale};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
@@ -151,11 +151,7 @@ pub async fn login_post(
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    let loc = locale(&headers, None);
-    match login_post_inner(&app, peer, &headers, jar, body).await {
-        Ok(r) => r,
-        Err(e) => render_page_error(&app, loc, &e),
-    }
+    page_or_error(&app, &headers, login_post_inner(&app, peer, &headers, jar, body).await)
 }
 
 async fn login_post_inner(
@@ -286,6 +282,23 @@ pub(super) async fn complete_login(
     Ok((jar, no_store(Redirect::to(&next).into_response())).into_response())
 }
 
+/// What every code and reset form starts from.
+pub(super) struct Step {
+    pub pairs: Vec<(String, String)>,
+    pub req: String,
+    pub loc: &'static str,
+    pub email: String,
+}
+
+/// Reads a code or reset form: CSRF-checked fields, the request it belongs to, its language.
+pub(super) async fn read_step(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Step, PageError> {
+    let pairs = read_form(app, headers, jar, body).await?;
+    let req = field(&pairs, "req").unwrap_or("").to_owned();
+    let loc = flow_locale(app, headers, &req).await;
+    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    Ok(Step { pairs, req, loc, email })
+}
+
 /// The page language for a step that may belong to an authorization request.
 pub(super) async fn flow_locale(app: &AppState, headers: &HeaderMap, req: &str) -> &'static str {
     let ui = match req {
@@ -393,11 +406,7 @@ pub async fn signup_post(
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    let loc = locale(&headers, None);
-    match signup_post_inner(&app, peer, &headers, jar, body).await {
-        Ok(r) => r,
-        Err(e) => render_page_error(&app, loc, &e),
-    }
+    page_or_error(&app, &headers, signup_post_inner(&app, peer, &headers, jar, body).await)
 }
 
 async fn signup_post_inner(
@@ -438,15 +447,7 @@ async fn signup_post_inner(
         return Ok(page(app, jar, StatusCode::OK, "signup.html", &ctx, loc));
     }
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::hit(
-        &app.db,
-        &limits::send_buckets(&email, &peer.ip().to_string()),
-        app.config.limits.code_sends_per_minute,
-        limits::MINUTE,
-        now,
-    )
-    .await?
-    {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
     }
     // Hash before looking the email up, so a taken address costs the same time as a new one.
@@ -565,11 +566,7 @@ async fn signed_in_user(app: &AppState, jar: &CookieJar) -> Result<Option<(Login
 }
 
 pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
-    let loc = locale(&headers, None);
-    match consent_post_inner(&app, &headers, jar, body).await {
-        Ok(r) => r,
-        Err(e) => render_page_error(&app, loc, &e),
-    }
+    page_or_error(&app, &headers, consent_post_inner(&app, &headers, jar, body).await)
 }
 
 async fn consent_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {

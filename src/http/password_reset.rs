@@ -11,17 +11,17 @@ use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
 use super::email_code::{CodeView, render_code_page, render_limited};
-use super::error::{PageError, no_store, render_page_error};
-use super::extract::{self, browser_hash, csrf_token, field, locale};
-use super::login::{complete_login, flow_locale, read_form};
+use super::error::{PageError, no_store, page_or_error, render_page_error};
+use super::extract::{self, browser_hash, csrf_token, field};
+use super::login::{Step, complete_login, flow_locale, read_step};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, RESET_PASSWORD};
-use crate::auth::limits::{self, MINUTE, Verdict};
+use crate::auth::limits::{self, Verdict};
 use crate::auth::password;
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, AMR_OTP};
 use crate::paths;
-use crate::store::{OtpCheck, normalize_email};
+use crate::store::OtpCheck;
 
 #[derive(Serialize)]
 struct ForgotPage<'a> {
@@ -66,31 +66,16 @@ pub async fn forgot_post(
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    let loc = locale(&headers, None);
-    match forgot_inner(&app, peer, &headers, jar, body).await {
-        Ok(r) => r,
-        Err(e) => render_page_error(&app, loc, &e),
-    }
+    page_or_error(&app, &headers, forgot_inner(&app, peer, &headers, jar, body).await)
 }
 
 async fn forgot_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let pairs = read_form(app, headers, &jar, body).await?;
-    let req = field(&pairs, "req").unwrap_or("").to_owned();
-    let loc = flow_locale(app, headers, &req).await;
-    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
     if email.is_empty() || email.len() > 254 {
         return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
     }
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::hit(
-        &app.db,
-        &limits::send_buckets(&email, &peer.ip().to_string()),
-        app.config.limits.code_sends_per_minute,
-        MINUTE,
-        now,
-    )
-    .await?
-    {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, &req));
     }
     let user = app.db.user_by_email(&email).await?;
@@ -137,18 +122,11 @@ pub async fn reset_post(
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    let loc = locale(&headers, None);
-    match reset_inner(&app, peer, &headers, jar, body).await {
-        Ok(r) => r,
-        Err(e) => render_page_error(&app, loc, &e),
-    }
+    page_or_error(&app, &headers, reset_inner(&app, peer, &headers, jar, body).await)
 }
 
 async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let pairs = read_form(app, headers, &jar, body).await?;
-    let req = field(&pairs, "req").unwrap_or("").to_owned();
-    let loc = flow_locale(app, headers, &req).await;
-    let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    let Step { pairs, req, loc, email } = read_step(app, headers, &jar, body).await?;
     let new_password = field(&pairs, "password").unwrap_or("");
     let again = |jar, error| {
         let view = CodeView {
@@ -166,15 +144,7 @@ async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar:
         return again(jar, problem);
     }
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::hit(
-        &app.db,
-        &limits::check_buckets(&email, &peer.ip().to_string()),
-        app.config.limits.code_checks_per_minute,
-        MINUTE,
-        now,
-    )
-    .await?
-    {
+    if let Verdict::Limited { retry_after } = limits::code_check(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_tries", retry_after, &req));
     }
     let spent = match email_otp::check(
