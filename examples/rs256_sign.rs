@@ -1,6 +1,9 @@
 //! Measures RS256 signing with aws-lc-rs and with ring on the same 2048-bit key, the choice
 //! behind clef's signer. Run: `cargo run --release --example rs256_sign`.
 
+// A measurement tool: any failure should stop it loudly.
+#![allow(clippy::expect_used)]
+
 use std::time::Instant;
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
