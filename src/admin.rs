@@ -95,6 +95,8 @@ pub struct UserSpec {
     pub name: Option<String>,
     pub roles: Vec<String>,
     pub verified: bool,
+    pub phone: Option<String>,
+    pub address: Option<String>,
 }
 
 pub async fn create_user(db: &Db, hasher: &Hasher, spec: &UserSpec, now: i64) -> Result<String, AdminError> {
@@ -107,6 +109,14 @@ pub async fn create_user(db: &Db, hasher: &Hasher, spec: &UserSpec, now: i64) ->
         && p.chars().count() < 8
     {
         return Err(AdminError::Invalid("the password must be at least 8 characters".into()));
+    }
+    // E.164 is what the phone_number claim should carry (OIDC Core §5.1).
+    if let Some(p) = &spec.phone
+        && !(p.starts_with('+') && (8..=16).contains(&p.len()) && p[1..].bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(AdminError::Invalid(format!(
+            "{p:?} is not an E.164 phone number such as +33612345678"
+        )));
     }
     for r in &spec.roles {
         if r.is_empty() || r.contains(char::is_whitespace) {
@@ -130,6 +140,8 @@ pub async fn create_user(db: &Db, hasher: &Hasher, spec: &UserSpec, now: i64) ->
             password_hash,
             roles: spec.roles.clone(),
             locale: None,
+            phone_number: spec.phone.clone(),
+            address: spec.address.clone(),
         },
         now,
     )

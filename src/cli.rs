@@ -96,6 +96,12 @@ pub enum UsersCmd {
         /// Mark the email as already verified.
         #[arg(long)]
         verified: bool,
+        /// Phone number in E.164 form (+33612345678), released with the `phone` scope.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Postal address as one text, released with the `address` scope.
+        #[arg(long)]
+        address: Option<String>,
     },
     List {
         #[arg(long)]
@@ -253,6 +259,8 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
             name,
             roles,
             verified,
+            phone,
+            address,
         } => {
             let password = match password {
                 Some(p) => Some(p),
@@ -276,6 +284,8 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
                 name,
                 roles,
                 verified,
+                phone,
+                address,
             };
             let id = crate::admin::create_user(db, &hasher, &spec, now).await?;
             println!("{id}");

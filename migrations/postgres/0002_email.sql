@@ -31,3 +31,8 @@ create index rate_limits_window on rate_limits (window_start);
 
 -- A client may demand two factors for every login, whatever its requests say.
 alter table clients add column require_2fa bigint not null default 0;
+
+-- Claims for the phone and address scopes (OIDC Core §5.1).
+alter table users add column phone_number text;
+alter table users add column phone_number_verified bigint not null default 0;
+alter table users add column address text;

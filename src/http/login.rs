@@ -483,6 +483,8 @@ async fn signup_post_inner(
                 password_hash: hash,
                 roles: vec![],
                 locale: Some(loc.to_owned()),
+                phone_number: None,
+                address: None,
             };
             match app.db.user_create(&user, now).await {
                 Ok(()) => {}

@@ -36,7 +36,19 @@ pub struct UserClaims {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub roles: Option<Vec<String>>,
+}
+
+/// OIDC Core §5.1.1; clef keeps the address as one formatted text.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Address {
+    pub formatted: String,
 }
 
 impl UserClaims {
@@ -50,6 +62,13 @@ impl UserClaims {
         if scope::has(granted, "email") {
             c.email = Some(user.email.clone());
             c.email_verified = Some(user.email_verified);
+        }
+        if scope::has(granted, "phone") && user.phone_number.is_some() {
+            c.phone_number = user.phone_number.clone();
+            c.phone_number_verified = Some(user.phone_number_verified);
+        }
+        if scope::has(granted, "address") {
+            c.address = user.address.clone().map(|formatted| Address { formatted });
         }
         if scope::has(granted, "roles") {
             c.roles = Some(user.roles.clone());
@@ -129,6 +148,9 @@ mod tests {
             password_hash: None,
             roles: vec!["ADMIN".into()],
             locale: None,
+            phone_number: Some("+33 6 12 34 56 78".into()),
+            phone_number_verified: false,
+            address: Some("1 rue de la Paix, Paris".into()),
             created_at: 0,
             updated_at: 5,
         };
@@ -139,5 +161,10 @@ mod tests {
         let c = UserClaims::for_scope(&user, "openid profile roles");
         assert_eq!(c.name.as_deref(), Some("Ana"));
         assert_eq!(c.roles, Some(vec!["ADMIN".to_owned()]));
+        assert!(c.phone_number.is_none() && c.address.is_none());
+        let c = UserClaims::for_scope(&user, "openid phone address");
+        assert_eq!(c.phone_number.as_deref(), Some("+33 6 12 34 56 78"));
+        assert_eq!(c.phone_number_verified, Some(false));
+        assert_eq!(c.address.unwrap().formatted, "1 rue de la Paix, Paris");
     }
 }

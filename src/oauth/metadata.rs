@@ -44,7 +44,8 @@ pub fn document(config: &Config) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "acr", "amr",
-            "name", "locale", "updated_at", "email", "email_verified", "roles"
+            "name", "locale", "updated_at", "email", "email_verified", "phone_number", "phone_number_verified",
+            "address", "roles"
         ],
         "claim_types_supported": ["normal"],
         "claims_parameter_supported": false,

@@ -58,7 +58,7 @@ impl FastReads {
         let row = self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "select t.scope, t.client_id, u.user_id, u.email, u.email_verified, u.name, u.password_hash, u.roles, \
-                 u.locale, u.created_at, u.updated_at from access_tokens t join users u on u.user_id = t.user_id \
+                 u.locale, u.created_at, u.updated_at, u.phone_number, u.phone_number_verified, u.address from access_tokens t join users u on u.user_id = t.user_id \
                  where t.token_hash = ?1 and t.revoked = 0 and t.expires_at > ?2",
             )?;
             stmt.query_row(rusqlite::params![token_hash, now], |r| {
@@ -74,11 +74,26 @@ impl FastReads {
                     r.get::<_, Option<String>>(8)?,
                     r.get::<_, i64>(9)?,
                     r.get::<_, i64>(10)?,
+                    (r.get::<_, Option<String>>(11)?, r.get::<_, i64>(12)?, r.get::<_, Option<String>>(13)?),
                 ))
             })
             .optional()
         })?;
-        let Some((scope, client_id, user_id, email, verified, name, password_hash, roles, locale, created_at, updated_at)) = row else {
+        let Some((
+            scope,
+            client_id,
+            user_id,
+            email,
+            verified,
+            name,
+            password_hash,
+            roles,
+            locale,
+            created_at,
+            updated_at,
+            (phone, phone_verified, address),
+        )) = row
+        else {
             return Ok(None);
         };
         let user = User {
@@ -89,6 +104,9 @@ impl FastReads {
             password_hash,
             roles: parse_list(&roles)?,
             locale,
+            phone_number: phone,
+            phone_number_verified: phone_verified != 0,
+            address,
             created_at,
             updated_at,
         };

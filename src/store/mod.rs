@@ -108,6 +108,12 @@ impl Db {
             let file = options.get_filename().to_owned();
             // An in-memory database exists once per connection, so it gets exactly one.
             let max = if memory { 1 } else { 8 };
+            // Creating the file and switching it to WAL races when two instances start on a
+            // new database; the migration lock serialises that first connection too.
+            let _lock = match memory {
+                false => Some(lock_file(file.with_extension("migrate-lock")).await?),
+                true => None,
+            };
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
                 .min_connections(if memory { 1 } else { 0 })

@@ -11,6 +11,10 @@ pub struct User {
     pub password_hash: Option<String>,
     pub roles: Vec<String>,
     pub locale: Option<String>,
+    pub phone_number: Option<String>,
+    pub phone_number_verified: bool,
+    /// The postal address as one formatted text (OIDC Core §5.1.1 `formatted`).
+    pub address: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -24,6 +28,8 @@ pub struct NewUser {
     pub password_hash: Option<String>,
     pub roles: Vec<String>,
     pub locale: Option<String>,
+    pub phone_number: Option<String>,
+    pub address: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -35,6 +41,9 @@ pub(crate) struct UserRow {
     password_hash: Option<String>,
     roles: String,
     locale: Option<String>,
+    phone_number: Option<String>,
+    phone_number_verified: i64,
+    address: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -50,13 +59,16 @@ impl TryFrom<UserRow> for User {
             password_hash: r.password_hash,
             roles: parse_list(&r.roles)?,
             locale: r.locale,
+            phone_number: r.phone_number,
+            phone_number_verified: r.phone_number_verified != 0,
+            address: r.address,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
     }
 }
 
-pub(crate) const USER_COLUMNS: &str = "user_id, email, email_verified, name, password_hash, roles, locale, created_at, updated_at";
+pub(crate) const USER_COLUMNS: &str = "user_id, email, email_verified, name, password_hash, roles, locale, phone_number, phone_number_verified, address, created_at, updated_at";
 
 /// Emails are compared case-insensitively; we store them lower-cased.
 pub fn normalize_email(email: &str) -> String {
@@ -65,7 +77,7 @@ pub fn normalize_email(email: &str) -> String {
 
 impl Db {
     pub async fn user_create(&self, u: &NewUser, now: i64) -> Result<()> {
-        let sql = format!("insert into users ({USER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $8)");
+        let sql = format!("insert into users ({USER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $10)");
         on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&u.user_id)
             .bind(normalize_email(&u.email))
@@ -74,6 +86,8 @@ impl Db {
             .bind(&u.password_hash)
             .bind(json_list(&u.roles))
             .bind(&u.locale)
+            .bind(&u.phone_number)
+            .bind(&u.address)
             .bind(now)
             .execute(pool)
             .await

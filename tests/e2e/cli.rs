@@ -144,6 +144,21 @@ async fn users_commands(h: &TestServer) {
     );
     assert!(!dup.ok);
     assert!(dup.stderr.contains("already exists"), "{}", dup.stderr);
+    let phone = clef(
+        h,
+        &[
+            "users",
+            "create",
+            "--email",
+            "p@example.test",
+            "--password",
+            "long enough",
+            "--phone",
+            "0612345678",
+        ],
+        None,
+    );
+    assert!(!phone.ok && phone.stderr.contains("E.164"), "{}", phone.stderr);
     let bad = clef(
         h,
         &["users", "create", "--email", "not-an-email", "--password", "long enough"],

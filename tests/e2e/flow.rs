@@ -22,11 +22,13 @@ async fn confidential_client_full_flow(h: &TestServer) {
             name: Some("Ana".into()),
             roles: vec!["CLIENT".into(), "DRIVER".into()],
             verified: true,
+            phone: Some("+33612345678".into()),
+            address: Some("1 rue de la Paix, 75002 Paris".into()),
         })
         .await;
     let rp = rp_for(h, "app").await;
     let b = h.browser();
-    let start = rp.start(&["email", "profile", "roles"]);
+    let start = rp.start(&["email", "profile", "roles", "phone", "address"]);
     let back = b.authorize(&start.url, "ana@example.test", PW).await;
     back.assert_redirect_to(&rp.redirect_uri);
     assert_eq!(back.location_param("state").as_deref(), Some(start.state.as_str()));
@@ -64,6 +66,9 @@ async fn confidential_client_full_flow(h: &TestServer) {
         .await
         .unwrap();
     assert_eq!(raw["roles"], serde_json::json!(["CLIENT", "DRIVER"]));
+    assert_eq!(raw["phone_number"], "+33612345678");
+    assert_eq!(raw["phone_number_verified"], false);
+    assert_eq!(raw["address"]["formatted"], "1 rue de la Paix, 75002 Paris");
 
     // The access token is an RFC 9068 JWT.
     let header = jsonwebtoken_header(&access_token(&tokens));
