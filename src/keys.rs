@@ -341,14 +341,17 @@ fn generate(dir: &Path, alg: Alg, now: i64) -> Result<(), KeyError> {
     unreachable!("the loop only ends by returning")
 }
 
-fn build(dir: &Path, retention: i64, now: i64) -> Result<(KeySet, Vec<String>), KeyError> {
-    let files = scan(dir)?;
-    let listing = files.iter().map(|f| f.path.display().to_string()).collect();
+fn listing(files: &[KeyFile]) -> Vec<String> {
+    files.iter().map(|f| f.path.display().to_string()).collect()
+}
+
+/// Builds the key set from one scan of the folder.
+fn build(files: &[KeyFile], retention: i64, now: i64) -> Result<KeySet, KeyError> {
     let mut current = HashMap::new();
     let mut by_kid = HashMap::new();
     let mut jwks = Vec::new();
     for (i, f) in files.iter().enumerate() {
-        let status = status_of(&files, i, retention, now);
+        let status = status_of(files, i, retention, now);
         if status == "expired" {
             continue;
         }
@@ -362,33 +365,31 @@ fn build(dir: &Path, retention: i64, now: i64) -> Result<(KeySet, Vec<String>), 
         by_kid.insert(key.kid.clone(), key);
     }
     let jwks_json = serde_json::json!({ "keys": jwks }).to_string();
-    Ok((
-        KeySet {
-            current,
-            by_kid,
-            jwks_json: jwks_json.into(),
-        },
-        listing,
-    ))
+    Ok(KeySet {
+        current,
+        by_kid,
+        jwks_json: jwks_json.into(),
+    })
 }
 
 impl Keys {
     /// Loads the folder, generating any missing algorithm's first key.
     pub fn load_or_generate(dir: &Path, retention: i64, now: i64) -> Result<Keys, KeyError> {
         ensure_dir(dir)?;
-        let files = scan(dir)?;
-        for alg in Alg::ALL {
-            if !files.iter().any(|f| f.alg == alg) {
-                generate(dir, alg, now)?;
-                tracing::info!(alg = alg.as_str(), dir = %dir.display(), "generated signing key");
-            }
+        let mut files = scan(dir)?;
+        let missing: Vec<Alg> = Alg::ALL.into_iter().filter(|a| !files.iter().any(|f| f.alg == *a)).collect();
+        for alg in &missing {
+            generate(dir, *alg, now)?;
+            tracing::info!(alg = alg.as_str(), dir = %dir.display(), "generated signing key");
         }
-        let (set, listing) = build(dir, retention, now)?;
+        if !missing.is_empty() {
+            files = scan(dir)?;
+        }
         Ok(Keys {
             dir: dir.to_owned(),
             retention,
-            set: RwLock::new(Arc::new(set)),
-            listing: Mutex::new(listing),
+            set: RwLock::new(Arc::new(build(&files, retention, now)?)),
+            listing: Mutex::new(listing(&files)),
         })
     }
 
@@ -402,24 +403,19 @@ impl Keys {
     /// Re-reads the folder when its file list changed or a retired key may have expired.
     pub fn reload(&self, now: i64) -> Result<bool, KeyError> {
         let files = scan(&self.dir)?;
-        let listing: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
-        let (set, listing) = {
-            let mut last = self.listing.lock().unwrap_or_else(|p| p.into_inner());
-            let published_kids = self.get().by_kid.len();
-            let live = (0..files.len())
-                .filter(|&i| status_of(&files, i, self.retention, now) != "expired")
-                .count();
-            if *last == listing && live == published_kids {
-                return Ok(false);
-            }
-            let built = build(&self.dir, self.retention, now)?;
-            *last = built.1.clone();
-            built
-        };
-        let _ = listing;
+        let names = listing(&files);
+        let live = (0..files.len())
+            .filter(|&i| status_of(&files, i, self.retention, now) != "expired")
+            .count();
+        let mut last = self.listing.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == names && live == self.get().by_kid.len() {
+            return Ok(false);
+        }
+        let set = Arc::new(build(&files, self.retention, now)?);
+        *last = names;
         match self.set.write() {
-            Ok(mut g) => *g = Arc::new(set),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+            Ok(mut g) => *g = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
         }
         Ok(true)
     }

@@ -18,7 +18,7 @@ use crate::auth::limits::{self, Verdict};
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_OTP, AMR_PASSWORD};
 use crate::paths;
-use crate::store::OtpCheck;
+use crate::store::{OtpCheck, SpentOtp};
 
 #[derive(Serialize)]
 struct CodePage<'a> {
@@ -185,44 +185,80 @@ pub async fn verify_post(
 }
 
 async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let Step { pairs, req, loc, email } = read_step(app, headers, &jar, body).await?;
-    let purpose = match field(&pairs, "purpose") {
+    let step = read_step(app, headers, &jar, body).await?;
+    let purpose = match field(&step.pairs, "purpose") {
         Some(STEP_UP) => STEP_UP,
         Some(VERIFY_EMAIL) => VERIFY_EMAIL,
         _ => LOGIN,
     };
-    let code = field(&pairs, "code").unwrap_or("");
-    let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_check(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
-        tracing::info!("code checks limited");
-        return Ok(render_limited(app, loc, "limited.too_many_tries", retry_after, &req));
-    }
-    let again = |jar, error| {
-        let view = CodeView {
-            req: &req,
-            email: &email,
-            purpose,
-            notice: None,
-            error: Some(error),
-            mail_failed: false,
-        };
-        Ok(render_code_page(app, jar, loc, view))
+    let (jar, user_id, spent) = match check_typed(app, peer, jar, &step, purpose).await? {
+        Typed::Spent { jar, user_id, otp } => (jar, user_id, otp),
+        Typed::Page(page) => return Ok(page),
     };
-    let spent = match email_otp::check(&app.db, &app.hmac_key, &email, purpose, code, now).await? {
-        OtpCheck::Accepted(s) => s,
-        OtpCheck::Wrong { .. } => return again(jar, "code.wrong"),
-        OtpCheck::Dead => return again(jar, "code.expired"),
-    };
+    // A second-step code is good only in the browser that passed the first step.
     let (jar, browser) = browser_hash(app, jar);
-    // A code for an address with no account proves nothing; it fails like a wrong one. A
-    // second-step code is good only in the browser that passed the first step.
-    let Some(user_id) = spent.user_id.clone() else {
-        return again(jar, "code.wrong");
-    };
     if purpose == STEP_UP && spent.browser_hash != browser {
-        return again(jar, "code.expired");
+        return Ok(code_again(app, jar, &step, purpose, "code.expired"));
     }
     finish(app, jar, &user_id, purpose, spent.request_id.as_deref()).await
+}
+
+/// The code form again, saying what went wrong.
+pub(super) fn code_again(app: &AppState, jar: CookieJar, step: &Step, purpose: &str, error: &str) -> Response {
+    let view = CodeView {
+        req: &step.req,
+        email: &step.email,
+        purpose,
+        notice: None,
+        error: Some(error),
+        mail_failed: false,
+    };
+    render_code_page(app, jar, step.loc, view)
+}
+
+/// What a typed code came to.
+pub(super) enum Typed {
+    Spent {
+        jar: CookieJar,
+        user_id: String,
+        otp: SpentOtp,
+    },
+    /// The page to answer with instead: the limit page, or the form with the reason.
+    Page(Response),
+}
+
+/// Counts the try against the check limits, then checks the form's `code`. A code for an
+/// address with no account proves nothing and fails like a wrong one.
+pub(super) async fn check_typed(
+    app: &AppState,
+    peer: SocketAddr,
+    jar: CookieJar,
+    step: &Step,
+    purpose: &'static str,
+) -> Result<Typed, PageError> {
+    let now = app.clock.now();
+    if let Verdict::Limited { retry_after } =
+        limits::code_check(&app.db, &app.config.limits, &step.email, &peer.ip().to_string(), now).await?
+    {
+        tracing::info!("code checks limited");
+        return Ok(Typed::Page(render_limited(
+            app,
+            step.loc,
+            "limited.too_many_tries",
+            retry_after,
+            &step.req,
+        )));
+    }
+    let typed = field(&step.pairs, "code").unwrap_or("");
+    let reason = match email_otp::check(&app.db, &app.hmac_key, &step.email, purpose, typed, now).await? {
+        OtpCheck::Accepted(otp) => match otp.user_id.clone() {
+            Some(user_id) => return Ok(Typed::Spent { jar, user_id, otp }),
+            None => "code.wrong",
+        },
+        OtpCheck::Wrong { .. } => "code.wrong",
+        OtpCheck::Dead => "code.expired",
+    };
+    Ok(Typed::Page(code_again(app, jar, step, purpose, reason)))
 }
 
 /// The code or link proved the user holds the mailbox: the address is verified too, and a

@@ -79,8 +79,7 @@ impl PageError {
         }
     }
     pub fn internal(err: impl std::fmt::Display) -> PageError {
-        let reference = crate::secret::random_token(6);
-        tracing::error!(reference = %reference, error = %err, "internal error");
+        let reference = crate::oauth::error::log_internal(err);
         PageError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "error.internal",

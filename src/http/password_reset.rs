@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::email_code::{CodeView, render_code_page, render_limited};
+use super::email_code::{CodeView, Typed, check_typed, code_again, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field};
 use super::login::{Step, complete_login, flow_locale, read_step};
@@ -21,7 +21,6 @@ use crate::auth::password;
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, AMR_OTP};
 use crate::paths;
-use crate::store::OtpCheck;
 
 #[derive(Serialize)]
 struct ForgotPage<'a> {
@@ -126,49 +125,22 @@ pub async fn reset_post(
 }
 
 async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let Step { pairs, req, loc, email } = read_step(app, headers, &jar, body).await?;
-    let new_password = field(&pairs, "password").unwrap_or("");
-    let again = |jar, error| {
-        let view = CodeView {
-            req: &req,
-            email: &email,
-            purpose: RESET_PASSWORD,
-            notice: None,
-            error: Some(error),
-            mail_failed: false,
-        };
-        Ok(render_code_page(app, jar, loc, view))
-    };
+    let step = read_step(app, headers, &jar, body).await?;
+    let new_password = field(&step.pairs, "password").unwrap_or("");
     // A weak password is refused before the code is looked at, so it costs no try.
-    if let Err(problem) = password::policy(new_password, &email) {
-        return again(jar, problem);
+    if let Err(problem) = password::policy(new_password, &step.email) {
+        return Ok(code_again(app, jar, &step, RESET_PASSWORD, problem));
     }
-    let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_check(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
-        return Ok(render_limited(app, loc, "limited.too_many_tries", retry_after, &req));
-    }
-    let spent = match email_otp::check(
-        &app.db,
-        &app.hmac_key,
-        &email,
-        RESET_PASSWORD,
-        field(&pairs, "code").unwrap_or(""),
-        now,
-    )
-    .await?
-    {
-        OtpCheck::Accepted(s) => s,
-        OtpCheck::Wrong { .. } => return again(jar, "code.wrong"),
-        OtpCheck::Dead => return again(jar, "code.expired"),
+    let (jar, user_id) = match check_typed(app, peer, jar, &step, RESET_PASSWORD).await? {
+        Typed::Spent { jar, user_id, .. } => (jar, user_id),
+        Typed::Page(page) => return Ok(page),
     };
-    let Some(user_id) = spent.user_id else {
-        return again(jar, "code.wrong");
-    };
+    let (req, loc, email, now) = (step.req.as_str(), step.loc, step.email.as_str(), app.clock.now());
     let hash = app.hasher.hash(new_password).await?;
     app.db.user_set_password_hash(&user_id, &hash, now).await?;
     let ended = app.db.sessions_end_for_user(&user_id, None).await?;
     app.db.tokens_revoke_for_user(&user_id).await?;
-    limits::password_cleared(&app.db, &email).await?;
+    limits::password_cleared(&app.db, email).await?;
     tracing::info!(user_id = %user_id, sessions_ended = ended, "password reset; sessions and tokens revoked");
     if let Some(user) = app.db.user_get(&user_id).await? {
         let link = format!("{}{}", app.config.issuer, paths::PASSWORD_FORGOT);
@@ -193,7 +165,7 @@ async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar:
         &user_id,
         vec![AMR_OTP.to_owned()],
         ACR_1FA,
-        (!req.is_empty()).then_some(req.as_str()),
+        (!req.is_empty()).then_some(req),
     )
     .await
 }

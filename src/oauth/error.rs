@@ -71,9 +71,18 @@ impl OAuthError {
     pub fn invalid_client(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidClient, d)
     }
-    pub fn server_error() -> Self {
-        Self::new(ErrorCode::ServerError, "internal error")
+    /// A failure that is ours, not the client's: logged once under a short reference, and
+    /// only the reference is shown.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        Self::new(ErrorCode::ServerError, format!("internal error [REF:{}]", log_internal(err)))
     }
+}
+
+/// Logs an internal error with a fresh short reference and returns the reference.
+pub fn log_internal(err: impl std::fmt::Display) -> String {
+    let reference = crate::secret::random_token(6);
+    tracing::error!(reference = %reference, error = %err, "internal error");
+    reference
 }
 
 /// `Err(invalid_grant)` unless `cond`; keeps grant checks one line each.

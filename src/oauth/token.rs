@@ -27,17 +27,13 @@ pub struct TokenResponse {
 
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
-        let reference = random_token(6);
-        tracing::error!(reference = %reference, error = %e, "storage failure");
-        OAuthError::new(ErrorCode::ServerError, format!("internal error [REF:{reference}]"))
+        OAuthError::internal(e)
     }
 }
 
 impl From<crate::keys::KeyError> for OAuthError {
     fn from(e: crate::keys::KeyError) -> Self {
-        let reference = random_token(6);
-        tracing::error!(reference = %reference, error = %e, "signing failure");
-        OAuthError::new(ErrorCode::ServerError, format!("internal error [REF:{reference}]"))
+        OAuthError::internal(e)
     }
 }
 

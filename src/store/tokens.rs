@@ -70,6 +70,16 @@ struct InfoRow {
     user: UserRow,
 }
 
+/// The userinfo join, composed once from the shared user column list.
+static USERINFO_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let cols: Vec<String> = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect();
+    format!(
+        "select t.scope, t.client_id, {} from access_tokens t join users u on u.user_id = t.user_id \
+         where t.token_hash = $1 and t.revoked = 0 and t.expires_at > $2",
+        cols.join(", ")
+    )
+});
+
 /// What taking a refresh token found.
 #[derive(Debug)]
 pub enum RefreshRedemption {
@@ -97,13 +107,9 @@ impl Db {
         {
             return fast.userinfo_lookup(token_hash, now);
         }
-        let cols: String = USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "select t.scope, t.client_id, {cols} from access_tokens t join users u on u.user_id = t.user_id \
-             where t.token_hash = $1 and t.revoked = 0 and t.expires_at > $2"
-        );
+        let sql: &str = &USERINFO_SQL;
         let row: Option<InfoRow> = on_db!(self, pool =>
-            sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(token_hash).bind(now).fetch_optional(pool).await?);
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(token_hash).bind(now).fetch_optional(pool).await?);
         row.map(|r| {
             Ok(UserinfoRow {
                 scope: r.scope,
