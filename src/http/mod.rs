@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::HEALTHZ, get(|| async { "ok" }))
         .route(paths::READYZ, get(discovery::readyz))
         .fallback(error::not_found)
+        .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
@@ -56,6 +57,15 @@ pub fn router(state: AppState) -> Router {
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
         ))
         .with_state(state)
+}
+
+/// A body refused for its size was never read, so the bytes left on the wire make the
+/// connection unusable: say so, or a client may send its next request down it.
+async fn close_after_refused_body(mut resp: axum::response::Response) -> axum::response::Response {
+    if resp.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Security headers are set in this one place; a handler that needs another value (the

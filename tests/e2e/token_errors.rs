@@ -147,6 +147,11 @@ async fn malformed_token_requests(h: &TestServer) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+    assert_eq!(
+        resp.headers()["connection"],
+        "close",
+        "the unread body makes the connection unusable"
+    );
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["error"], "invalid_request");
 
