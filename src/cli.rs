@@ -169,8 +169,43 @@ async fn serve(config: Config, clock: Clock) -> Result<()> {
     let issuer = config.issuer.clone();
     let state = AppState::build(config, clock).await?;
     tracing::info!(issuer = %issuer, listen = %listener.local_addr()?, "clef is serving");
+    eprint!("{}", start_banner(&state).await);
     crate::app::serve(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// What a newcomer needs after `clef serve`: where clef answers and, on a fresh database,
+/// the next step. Browsers must use the issuer's address: the CSRF check refuses others.
+async fn start_banner(state: &AppState) -> String {
+    let c = &state.config;
+    let mut out = format!(
+        "\nclef is serving {issuer}\n  open it at exactly this address (CLEF_ISSUER) in the browser\n  discovery: {issuer}{disc}\n",
+        issuer = c.issuer,
+        disc = crate::paths::DISCOVERY
+    );
+    let no_clients = state.db.client_list().await.map(|v| v.is_empty()).unwrap_or(false);
+    let no_users = state.db.user_list().await.map(|v| v.is_empty()).unwrap_or(false);
+    if no_clients {
+        out.push_str(
+            "  next: register an application:\n    clef clients create --name my-app --redirect-uri http://localhost:3000/callback\n",
+        );
+    }
+    if no_users {
+        out.push_str("  next: create a user (or let people sign up at ");
+        out.push_str(&format!(
+            "{}{}):\n    clef users create --email you@example.com   (reads the password from standard input)\n",
+            c.issuer,
+            crate::paths::SIGNUP
+        ));
+    }
+    if c.smtp_url.is_none() {
+        out.push_str(&format!(
+            "  mail: no CLEF_SMTP_URL set, so mails (codes, links) are written to {}\n",
+            c.outbox_dir.display()
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 async fn shutdown_signal() {

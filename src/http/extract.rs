@@ -1,10 +1,11 @@
 //! Request reading shared by handlers: bounded form bodies, parameters, cookies, CSRF, locale.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
+use super::error::PageError;
 use crate::app::AppState;
 use crate::i18n;
 use crate::secret::{ct_eq, hmac_b64, random_token};
@@ -114,16 +115,93 @@ fn browser_seed(app: &AppState, jar: CookieJar) -> (CookieJar, String) {
     (jar, seed)
 }
 
-pub fn csrf_ok(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presented: Option<&str>) -> bool {
-    // A browser names the page that posted; a different origin is refused outright.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+/// Why a form post was refused; logged at info, never with the token itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfRefusal {
+    /// The browser says the post came from another site (`Sec-Fetch-Site` or `Origin`).
+    CrossOrigin,
+    /// The page was opened at another address than the issuer, so the browser's `Origin` and
+    /// cookies belong to that address: a configuration problem, not an attack.
+    WrongAddress,
+    /// No CSRF cookie: cookies are blocked, or the form is older than the browser's cookies.
+    MissingCookie,
+    MissingToken,
+    BadToken,
+}
+
+impl CsrfRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            CsrfRefusal::CrossOrigin => "cross-origin post",
+            CsrfRefusal::WrongAddress => "page opened at another address than the issuer",
+            CsrfRefusal::MissingCookie => "no CSRF cookie",
+            CsrfRefusal::MissingToken => "no CSRF token in the form",
+            CsrfRefusal::BadToken => "CSRF token does not match the cookie",
+        }
+    }
+}
+
+/// The CSRF check for every form post of the hosted pages.
+///
+/// The synchronizer token is the defence; the browser's own provenance headers only refuse
+/// earlier (OWASP CSRF Prevention Cheat Sheet, "Fetch Metadata headers" and "Verifying
+/// Origin with standard headers"):
+/// - `Sec-Fetch-Site`, when sent, must be `same-origin`: browsers set it and scripts cannot.
+/// - `Origin`, when sent, must be the issuer's origin exactly. `Origin: null` is refused: our
+///   pages use `strict-origin-when-cross-origin`, under which a browser names our origin on our
+///   own posts, so `null` only comes from an opaque origin (a sandboxed frame, a `data:` page,
+///   a cross-origin redirect), which is what a forging page would use. The cheat sheet warns
+///   against allow-listing `null` for that reason.
+/// - No header at all (a non-browser client, an old browser): the token decides.
+pub fn csrf_check(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presented: Option<&str>) -> Result<(), CsrfRefusal> {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if let Some(origin) = origin
         && origin != app.config.issuer_origin
     {
-        return false;
+        // Our own page, served under another name (127.0.0.1 for localhost, another port):
+        // the origin is the address this request was sent to.
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let same_server = host.is_some_and(|h| {
+            origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(h))
+        });
+        return Err(if same_server && fetch_site.is_none_or(|s| s == "same-origin") {
+            CsrfRefusal::WrongAddress
+        } else {
+            CsrfRefusal::CrossOrigin
+        });
     }
-    let Some(seed) = jar.get(&cookie_name(app, CSRF_COOKIE)) else {
-        return false;
-    };
-    let Some(presented) = presented else { return false };
-    ct_eq(&hmac_b64(&app.hmac_key, &["csrf", seed.value()]), presented)
+    if fetch_site.is_some_and(|s| s != "same-origin") {
+        return Err(CsrfRefusal::CrossOrigin);
+    }
+    let seed = jar.get(&cookie_name(app, CSRF_COOKIE)).ok_or(CsrfRefusal::MissingCookie)?;
+    let presented = presented.filter(|p| !p.is_empty()).ok_or(CsrfRefusal::MissingToken)?;
+    if ct_eq(&hmac_b64(&app.hmac_key, &["csrf", seed.value()]), presented) {
+        Ok(())
+    } else {
+        Err(CsrfRefusal::BadToken)
+    }
+}
+
+/// `csrf_check` for a handler: logs a refusal and names the page to show for it.
+pub fn csrf_guard(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presented: Option<&str>) -> Result<(), PageError> {
+    csrf_check(app, jar, headers, presented).map_err(|refusal| {
+        let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if refusal == CsrfRefusal::WrongAddress {
+            tracing::warn!(
+                origin = ?origin,
+                issuer = %app.config.issuer,
+                "form post refused: the page was opened at another address than CLEF_ISSUER; open clef at the issuer's address or change CLEF_ISSUER"
+            );
+            PageError {
+                detail: Some(format!("{}{}", app.config.issuer, crate::paths::LOGIN)),
+                ..PageError::new(StatusCode::MISDIRECTED_REQUEST, "error.wrong_address")
+            }
+        } else {
+            tracing::info!(reason = refusal.reason(), origin = ?origin, "form post refused");
+            PageError::new(StatusCode::FORBIDDEN, "error.csrf")
+        }
+    })
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::authorize::{current_session, issue_code, load_request, respond_error};
 use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
-use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_ok, csrf_token, field, locale};
+use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_guard, csrf_token, field, locale};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
 use crate::auth::limits::{self, Verdict};
@@ -45,9 +45,7 @@ pub(super) async fn read_form(
         extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
         extract::BodyError::NotForm => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
     })?;
-    if !csrf_ok(app, jar, headers, field(&pairs, "csrf")) {
-        return Err(PageError::new(StatusCode::FORBIDDEN, "error.csrf"));
-    }
+    csrf_guard(app, jar, headers, field(&pairs, "csrf"))?;
     Ok(pairs)
 }
 

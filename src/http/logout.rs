@@ -10,7 +10,7 @@ use axum_extra::extract::cookie::Cookie;
 use serde::Serialize;
 
 use super::error::{PageError, no_store, render_page_error};
-use super::extract::{self, SESSION_COOKIE, cookie_name, csrf_ok, csrf_token, field, locale};
+use super::extract::{self, SESSION_COOKIE, cookie_name, csrf_guard, csrf_token, field, locale};
 use crate::app::AppState;
 use crate::oauth::authorize::{Params, query_url};
 use crate::oauth::claims::HintClaims;
@@ -126,8 +126,8 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJa
     if !confirmed {
         return confirm_page(&app, jar, loc, &after);
     }
-    if !csrf_ok(&app, &jar, &headers, field(&pairs, "csrf")) {
-        return render_page_error(&app, loc, &PageError::new(StatusCode::FORBIDDEN, "error.csrf"));
+    if let Err(e) = csrf_guard(&app, &jar, &headers, field(&pairs, "csrf")) {
+        return render_page_error(&app, loc, &e);
     }
     let name = cookie_name(&app, SESSION_COOKIE);
     if let Some(c) = jar.get(&name)

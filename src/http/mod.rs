@@ -51,7 +51,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
+        // Under `no-referrer` browsers send `Origin: null` on our own form posts and on the
+        // form_post auto-submit (WHATWG Fetch, "append a request `Origin` header"); this policy
+        // sends our origin with them and never a path or query to another site.
+        .layer(header_layer(header::REFERRER_POLICY, "strict-origin-when-cross-origin"))
         .layer(header_layer(
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
