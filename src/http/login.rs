@@ -43,7 +43,7 @@ pub(super) async fn read_form(
 ) -> Result<Vec<(String, String)>, PageError> {
     let pairs = extract::form(headers, body).await.map_err(|e| match e {
         extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
-        extract::BodyError::NotForm => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
+        extract::BodyError::NotForm | extract::BodyError::ControlChar => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
     })?;
     csrf_guard(app, jar, headers, field(&pairs, "csrf"))?;
     Ok(pairs)
@@ -164,6 +164,10 @@ async fn login_post_inner(
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
     let email = normalize_email(field(&pairs, "email").unwrap_or(""));
     let password = field(&pairs, "password").unwrap_or("");
+    if email.len() > extract::MAX_EMAIL || password.len() > extract::MAX_PASSWORD {
+        // No account has such an address or password: the usual failure, nothing counted or written.
+        return Ok(render_login(app, jar, StatusCode::OK, f.as_ref(), loc, "", Some("login.failed")));
+    }
     let ip = peer.ip().to_string();
     let now = app.clock.now();
     let l = &app.config.limits;
@@ -292,8 +296,15 @@ pub(super) struct Step {
 pub(super) async fn read_step(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Step, PageError> {
     let pairs = read_form(app, headers, jar, body).await?;
     let req = field(&pairs, "req").unwrap_or("").to_owned();
+    // `req` is stored with an issued code: never at a size the sender chose.
+    if req.len() > extract::MAX_REQ_ID {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "error.request_expired"));
+    }
     let loc = flow_locale(app, headers, &req).await;
     let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    if email.len() > extract::MAX_EMAIL {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
+    }
     Ok(Step { pairs, req, loc, email })
 }
 
@@ -393,7 +404,7 @@ fn plausible_email(e: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && e.len() <= 254
+        && e.len() <= extract::MAX_EMAIL
         && !e.contains(char::is_whitespace)
 }
 
@@ -427,6 +438,8 @@ async fn signup_post_inner(
     let password = field(&pairs, "password").filter(|p| !p.is_empty());
     let problem = if !plausible_email(&email) {
         Some("signup.invalid_email")
+    } else if name.len() > extract::MAX_NAME {
+        Some("signup.name_too_long")
     } else {
         password.and_then(|p| password::policy(p, &email).err())
     };

@@ -22,6 +22,7 @@ fn body_error(e: BodyError) -> Response {
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
         BodyError::NotForm => json_error(&OAuthError::invalid_request("body must be application/x-www-form-urlencoded")),
+        BodyError::ControlChar => json_error(&OAuthError::invalid_request("a parameter holds a control character")),
     }
 }
 
