@@ -138,6 +138,8 @@ fn init_tracing(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or collector gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

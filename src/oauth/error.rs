@@ -104,7 +104,8 @@ pub fn description_char(c: char) -> bool {
 /// Logs an internal error with a fresh short reference and returns the reference.
 pub fn log_internal(err: impl std::fmt::Display) -> String {
     let reference = crate::secret::random_token(6);
-    tracing::error!(reference = %reference, error = %err, "internal error");
+    // Escaped (`?`): an error may quote a value that came with the request.
+    tracing::error!(reference = %reference, error = ?err.to_string(), "internal error");
     reference
 }
 
