@@ -197,10 +197,13 @@ async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
     };
     // A second-step code is good only in the browser that passed the first step.
     let (jar, browser) = browser_hash(app, jar);
-    if purpose == STEP_UP && spent.browser_hash != browser {
+    let same_browser = spent.browser_hash == browser;
+    if purpose == STEP_UP && !same_browser {
         return Ok(code_again(app, jar, &step, purpose, "code.expired"));
     }
-    finish(app, jar, &user_id, purpose, spent.request_id.as_deref()).await
+    // A pending password survives only a verification code typed where it was chosen.
+    let keep = purpose == VERIFY_EMAIL && same_browser;
+    finish(app, jar, &user_id, purpose, keep, spent.request_id.as_deref()).await
 }
 
 /// The code form again, saying what went wrong.
@@ -263,8 +266,21 @@ pub(super) async fn check_typed(
 
 /// The code or link proved the user holds the mailbox: the address is verified too, and a
 /// first verification earns the welcome mail.
-async fn finish(app: &AppState, jar: CookieJar, user_id: &str, purpose: &str, req: Option<&str>) -> Result<Response, PageError> {
-    if app.db.user_mark_verified(user_id, app.clock.now()).await?
+///
+/// Account pre-hijacking (Sudhodanan & Paverd, USENIX Security 2022): a password chosen at
+/// sign-up, before the address was proven, is kept only when `keep_pending_password` says the
+/// proof came from the browser that chose it (a verification code of that sign-up or of a
+/// held password login). Any other proof (an emailed login code, a code typed elsewhere) is
+/// the mailbox's owner, who may not be whoever chose the password: it is removed.
+async fn finish(
+    app: &AppState,
+    jar: CookieJar,
+    user_id: &str,
+    purpose: &str,
+    keep_pending_password: bool,
+    req: Option<&str>,
+) -> Result<Response, PageError> {
+    if app.db.user_verify_email(user_id, keep_pending_password, app.clock.now()).await?
         && let Some(user) = app.db.user_get(user_id).await?
     {
         let link = format!("{}{}", app.config.issuer, paths::ACCOUNT);
@@ -309,7 +325,9 @@ pub async fn link_get(State(app): State<AppState>, RawQuery(q): RawQuery, header
             .await?
             .ok_or_else(invalid)?;
         let user_id = spent.user_id.clone().ok_or_else(invalid)?;
-        finish(&app, jar, &user_id, &spent.purpose, spent.request_id.as_deref()).await
+        // Links work only in the browser that asked (`take_link`).
+        let keep = spent.purpose == VERIFY_EMAIL;
+        finish(&app, jar, &user_id, &spent.purpose, keep, spent.request_id.as_deref()).await
     }
     .await;
     result.unwrap_or_else(|e| render_page_error(&app, loc, &e))

@@ -190,6 +190,7 @@ async fn login_post_inner(
     }
     let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
         Outcome::Done { user_id } => user_id,
+        Outcome::Unverified { user_id } => return verify_first(app, peer, jar, &user_id, &email, f.as_ref(), loc).await,
         Outcome::Retry => {
             tracing::info!("password login failed");
             if limits::password_failed(&app.db, l, &email, &ip, now).await?
@@ -228,6 +229,53 @@ async fn login_post_inner(
     }
     tracing::info!(user_id = %user_id, "password login succeeded");
     complete_login(app, jar, &user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
+}
+
+/// The right password, but a pending one: nobody is signed in until the address is proven
+/// from this browser. A code bound to it goes to the address, and the page says to enter it;
+/// a wrong password gets the usual failure, so only who knows the password sees this.
+async fn verify_first(
+    app: &AppState,
+    peer: SocketAddr,
+    jar: CookieJar,
+    user_id: &str,
+    email: &str,
+    f: Option<&Flow>,
+    loc: &str,
+) -> Result<Response, PageError> {
+    let now = app.clock.now();
+    let req = f.map(|f| f.req_id.as_str()).unwrap_or("");
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, email, &peer.ip().to_string(), now).await? {
+        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
+    }
+    let (jar, browser) = browser_hash(app, jar);
+    let ctx = Context {
+        user_id: Some(user_id),
+        browser_hash: &browser,
+        request_id: (!req.is_empty()).then_some(req),
+    };
+    let issued = email_otp::issue(&app.db, &app.hmac_key, email, VERIFY_EMAIL, ctx, app.config.otp_ttl, now).await?;
+    let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
+    notify::send_later(
+        &app.pages,
+        &app.mailer,
+        &app.config.issuer,
+        Kind::VerifyEmail,
+        email,
+        loc,
+        Some(&issued.code),
+        Some(&link),
+    );
+    tracing::info!(user_id = %user_id, "password login held until the address is verified");
+    let view = CodeView {
+        req,
+        email,
+        purpose: VERIFY_EMAIL,
+        notice: Some("login.verify_first"),
+        error: None,
+        mail_failed: false,
+    };
+    Ok(render_code_page(app, jar, loc, view))
 }
 
 /// Password accepted, a second factor asked for: an emailed code bound to this browser.
@@ -496,6 +544,8 @@ async fn signup_post_inner(
                 locale: Some(loc.to_owned()),
                 phone_number: None,
                 address: None,
+                // Chosen before the address is proven: pending until verified here.
+                password_pending: true,
             };
             match app.db.user_create(&user, now).await {
                 Ok(()) => {}

@@ -156,7 +156,7 @@ async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar:
         .await;
     }
     // The code proved the mailbox: the address is verified, and this browser is logged in.
-    app.db.user_mark_verified(&user_id, now).await?;
+    app.db.user_verify_email(&user_id, true, now).await?;
     complete_login(
         app,
         jar,
