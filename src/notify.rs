@@ -91,15 +91,7 @@ pub fn send_later(
     }
 }
 
-fn render(
-    pages: &Pages,
-    issuer: &str,
-    kind: Kind,
-    to: &str,
-    locale: &str,
-    code: Option<&str>,
-    link: Option<&str>,
-) -> Option<Outgoing> {
+fn render(pages: &Pages, issuer: &str, kind: Kind, to: &str, locale: &str, code: Option<&str>, link: Option<&str>) -> Option<Outgoing> {
     let subject_key = format!("{}.subject", kind.key());
     let subject = match pages.text(locale, &subject_key) {
         Some(s) => s.to_owned(),

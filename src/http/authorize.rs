@@ -91,7 +91,9 @@ pub async fn resume(State(app): State<AppState>, RawQuery(q): RawQuery, headers:
 /// The stored request behind a `req` id, with its client.
 pub async fn load_request(app: &AppState, req_id: Option<&str>) -> Result<(AuthRequestRow, AuthorizeRequest, Client), PageError> {
     let expired = || PageError::new(StatusCode::BAD_REQUEST, "error.request_expired");
-    let id = req_id.filter(|s| !s.is_empty() && s.len() <= extract::MAX_REQ_ID).ok_or_else(expired)?;
+    let id = req_id
+        .filter(|s| !s.is_empty() && s.len() <= extract::MAX_REQ_ID)
+        .ok_or_else(expired)?;
     let row = app.db.auth_request_get(id, app.clock.now()).await?.ok_or_else(expired)?;
     let req: AuthorizeRequest = serde_json::from_str(&row.params).map_err(PageError::internal)?;
     let client = app.db.client_get(&row.client_id).await?.ok_or_else(expired)?;

@@ -199,7 +199,8 @@ async fn login_post_inner(
                 tracing::warn!(user_id = %user.user_id, "password login locked after repeated failures");
                 let link = format!("{}{}", app.config.issuer, paths::LOGIN);
                 let mail_loc = user.locale.as_deref().unwrap_or(loc);
-                notify::send(
+                // After the answer: only a known address gets this mail, so waiting would tell.
+                notify::send_later(
                     &app.pages,
                     &app.mailer,
                     &app.config.issuer,
@@ -208,8 +209,7 @@ async fn login_post_inner(
                     mail_loc,
                     None,
                     Some(&link),
-                )
-                .await;
+                );
             }
             return Ok(render_login(
                 app,

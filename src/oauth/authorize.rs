@@ -552,7 +552,10 @@ mod tests {
         let p = params(&[("state", &long(MAX_STATE + 1))]);
         let t = check_target(&p, Some(&client())).unwrap();
         assert_eq!(t.state, None);
-        assert_eq!(validate(&p, &client(), &t, Hint::Absent).unwrap_err().description, "state is too long");
+        assert_eq!(
+            validate(&p, &client(), &t, Hint::Absent).unwrap_err().description,
+            "state is too long"
+        );
         run(&[("state", &long(MAX_STATE))]).unwrap();
     }
 

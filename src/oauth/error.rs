@@ -196,6 +196,9 @@ mod tests {
                 }
             }
         }
-        assert!(checked > 40, "only {checked} literals found: is the scan still looking at the right code?");
+        assert!(
+            checked > 40,
+            "only {checked} literals found: is the scan still looking at the right code?"
+        );
     }
 }

@@ -124,7 +124,9 @@ impl Mailbox {
     /// Some pages answer before their mail is sent: wait (bounded) until it is out.
     fn settle(&self) {
         let Some(mailer) = self.mailer.get().cloned() else { return };
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
             return;
         }
