@@ -87,8 +87,13 @@ pub enum UsersCmd {
     Create {
         #[arg(long)]
         email: String,
-        #[arg(long)]
+        /// The password on the command line. Warning: every local user can read it in the
+        /// process list (ps) and it stays in the shell history; prefer --password-stdin.
+        #[arg(long, conflicts_with = "password_stdin")]
         password: Option<String>,
+        /// Read the password from the first line of standard input (terminal or pipe).
+        #[arg(long)]
+        password_stdin: bool,
         #[arg(long)]
         name: Option<String>,
         #[arg(long = "role")]
@@ -133,6 +138,8 @@ fn init_tracing(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal: a log file or collector gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -291,6 +298,7 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
         UsersCmd::Create {
             email,
             password,
+            password_stdin,
             name,
             roles,
             verified,
@@ -299,6 +307,18 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
         } => {
             let password = match password {
                 Some(p) => Some(p),
+                None if password_stdin => {
+                    // One line only, so a script can pass more after it on the same pipe.
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the password from standard input")?;
+                    let line = line.trim_end_matches(['\r', '\n']).to_owned();
+                    if line.is_empty() {
+                        bail!("standard input held no password");
+                    }
+                    Some(line)
+                }
                 None if !std::io::stdin().is_terminal() => {
                     let mut s = String::new();
                     std::io::stdin()

@@ -35,6 +35,8 @@ enum Transport {
 pub struct Mailer {
     transport: Transport,
     from: Mailbox,
+    /// First attempts of `deliver_later` mails still running.
+    in_flight: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 /// A rendered message, ready to go.
@@ -65,7 +67,11 @@ impl Mailer {
                 config.outbox_dir.clone(),
             ),
         };
-        Ok(Mailer { transport, from })
+        Ok(Mailer {
+            transport,
+            from,
+            in_flight: Arc::new(tokio::sync::watch::Sender::new(0)),
+        })
     }
 
     fn compose(&self, m: &Outgoing) -> Result<Message, MailError> {
@@ -90,6 +96,25 @@ impl Mailer {
         }
     }
 
+    /// Sends after the caller has answered: for mails that go only to some of the addresses a
+    /// visitor may type (a reset code for a known address, nothing for an unknown one), waiting
+    /// for the mail server would tell the two apart by time (OWASP WSTG-IDNT-04). Failures are
+    /// retried as in `deliver`, and only logged.
+    pub fn deliver_later(self: &Arc<Self>, m: Outgoing) {
+        self.in_flight.send_modify(|n| *n += 1);
+        let mailer = self.clone();
+        tokio::spawn(async move {
+            mailer.deliver(m).await;
+            mailer.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+        });
+    }
+
+    /// Resolves once no `deliver_later` mail is on its first attempt (retries excluded).
+    pub async fn settled(&self) {
+        let mut rx = self.in_flight.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+
     /// Sends within a short wait. On failure or a slow server, retries in the background and
     /// returns false, so the page can tell the user that the mail may not arrive.
     pub async fn deliver(self: &Arc<Self>, m: Outgoing) -> bool {
@@ -102,7 +127,7 @@ impl Mailer {
         };
         if let Transport::Outbox(_, dir) = &self.transport {
             // No code in the log: only what the message is and where to find it.
-            tracing::info!(to = %m.to, subject = %m.subject, outbox = %dir.display(), "mail written to the outbox");
+            tracing::info!(to = ?m.to, subject = %m.subject, outbox = %dir.display(), "mail written to the outbox");
         }
         match tokio::time::timeout(SEND_TIMEOUT, self.send_once(message.clone())).await {
             Ok(Ok(())) => true,
@@ -111,7 +136,7 @@ impl Mailer {
                     Ok(Err(e)) => e.to_string(),
                     _ => "timed out".to_owned(),
                 };
-                tracing::warn!(to = %m.to, error = %why, "mail not sent; retrying in the background");
+                tracing::warn!(to = ?m.to, error = %why, "mail not sent; retrying in the background");
                 let mailer = self.clone();
                 tokio::spawn(async move {
                     for (i, delay) in RETRY_DELAYS.iter().enumerate() {

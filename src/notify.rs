@@ -67,12 +67,37 @@ pub async fn send(
     code: Option<&str>,
     link: Option<&str>,
 ) -> bool {
+    match render(pages, issuer, kind, to, locale, code, link) {
+        Some(m) => mailer.deliver(m).await,
+        None => false,
+    }
+}
+
+/// Renders one mail now and sends it after the answer (`Mailer::deliver_later`): for the
+/// pages whose mail depends on whether the typed address has an account.
+#[allow(clippy::too_many_arguments)]
+pub fn send_later(
+    pages: &Pages,
+    mailer: &Arc<Mailer>,
+    issuer: &str,
+    kind: Kind,
+    to: &str,
+    locale: &str,
+    code: Option<&str>,
+    link: Option<&str>,
+) {
+    if let Some(m) = render(pages, issuer, kind, to, locale, code, link) {
+        mailer.deliver_later(m);
+    }
+}
+
+fn render(pages: &Pages, issuer: &str, kind: Kind, to: &str, locale: &str, code: Option<&str>, link: Option<&str>) -> Option<Outgoing> {
     let subject_key = format!("{}.subject", kind.key());
     let subject = match pages.text(locale, &subject_key) {
         Some(s) => s.to_owned(),
         None => {
             tracing::error!(key = %subject_key, "mail subject missing from the catalogue");
-            return false;
+            return None;
         }
     };
     let ctx = MailCtx {
@@ -88,15 +113,13 @@ pub async fn send(
         (Ok(t), Ok(h)) => (t, h),
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "mail template failed");
-            return false;
+            return None;
         }
     };
-    mailer
-        .deliver(Outgoing {
-            to: to.to_owned(),
-            subject,
-            text,
-            html,
-        })
-        .await
+    Some(Outgoing {
+        to: to.to_owned(),
+        subject,
+        text,
+        html,
+    })
 }

@@ -11,6 +11,9 @@ pub enum Outcome {
     Done { user_id: String },
     /// Wrong input. Deliberately says nothing about which part was wrong.
     Retry,
+    /// The right password, but a pending one (chosen at sign-up, address not verified): no
+    /// login until the address is verified from this browser.
+    Unverified { user_id: String },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -76,6 +76,7 @@ pub async fn verify(db: &Db, hasher: &Hasher, email: &str, password: &str) -> Re
     let stored = user.as_ref().and_then(|u| u.password_hash.as_deref());
     let ok = hasher.verify(password, stored).await?;
     match (ok, user) {
+        (true, Some(u)) if u.password_pending => Ok(Outcome::Unverified { user_id: u.user_id }),
         (true, Some(u)) => Ok(Outcome::Done { user_id: u.user_id }),
         _ => Ok(Outcome::Retry),
     }

@@ -35,7 +35,7 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
         Err(extract::BodyError::TooLarge) => {
             return render_page_error(&app, loc, &PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"));
         }
-        Err(extract::BodyError::NotForm) => {
+        Err(extract::BodyError::NotForm | extract::BodyError::ControlChar) => {
             return render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"));
         }
     };
@@ -91,7 +91,9 @@ pub async fn resume(State(app): State<AppState>, RawQuery(q): RawQuery, headers:
 /// The stored request behind a `req` id, with its client.
 pub async fn load_request(app: &AppState, req_id: Option<&str>) -> Result<(AuthRequestRow, AuthorizeRequest, Client), PageError> {
     let expired = || PageError::new(StatusCode::BAD_REQUEST, "error.request_expired");
-    let id = req_id.filter(|s| !s.is_empty() && s.len() <= 64).ok_or_else(expired)?;
+    let id = req_id
+        .filter(|s| !s.is_empty() && s.len() <= extract::MAX_REQ_ID)
+        .ok_or_else(expired)?;
     let row = app.db.auth_request_get(id, app.clock.now()).await?.ok_or_else(expired)?;
     let req: AuthorizeRequest = serde_json::from_str(&row.params).map_err(PageError::internal)?;
     let client = app.db.client_get(&row.client_id).await?.ok_or_else(expired)?;
@@ -231,13 +233,42 @@ fn respond(app: &AppState, target: &Target, params: Vec<(&'static str, String)>)
                 Err(e) => return render_page_error(app, locale, &PageError::internal(e)),
             };
             let mut resp = no_store(Html(html).into_response());
+            // `form-action` is not covered by `default-src` (CSP 3 §6.4.1): without it the page
+            // could post anywhere, so it names the redirect URI's origin and nothing else.
             let csp = format!(
-                "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; frame-ancestors 'none'; base-uri 'none'"
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+                form_action_source(&target.redirect_uri)
             );
             if let Ok(v) = HeaderValue::from_str(&csp) {
                 resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
             }
             resp
         }
+    }
+}
+
+/// The CSP source for a redirect URI's origin: `scheme://host[:port]`, or `scheme:` for a
+/// private-use scheme, whose origin is opaque. The URI was matched against the client's
+/// registered ones; one that does not parse gets `'none'`.
+fn form_action_source(redirect_uri: &str) -> String {
+    match url::Url::parse(redirect_uri) {
+        Ok(u) => match u.origin() {
+            url::Origin::Tuple(..) => u.origin().ascii_serialization(),
+            url::Origin::Opaque(_) => format!("{}:", u.scheme()),
+        },
+        Err(_) => "'none'".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_action_source;
+
+    #[test]
+    fn form_action_is_the_redirect_origin() {
+        assert_eq!(form_action_source("https://rp.example/cb?x=1"), "https://rp.example");
+        assert_eq!(form_action_source("http://127.0.0.1:8080/cb"), "http://127.0.0.1:8080");
+        assert_eq!(form_action_source("com.example.app:/cb"), "com.example.app:");
+        assert_eq!(form_action_source("not a uri"), "'none'");
     }
 }

@@ -130,11 +130,13 @@ async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: 
         request_id: (!req.is_empty()).then_some(req.as_str()),
     };
     let issued = email_otp::issue(&app.db, &app.hmac_key, &email, LOGIN, ctx, app.config.otp_ttl, now).await?;
-    let delivered = match &user {
+    // Sent after the answer, and the page never says whether it went: with sign-up closed an
+    // unknown address gets no mail, so waiting or reporting would tell it apart (OWASP WSTG-IDNT-04).
+    match &user {
         Some(u) => {
             let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
             let mail_loc = u.locale.as_deref().unwrap_or(loc);
-            notify::send(
+            notify::send_later(
                 &app.pages,
                 &app.mailer,
                 &app.config.issuer,
@@ -143,12 +145,11 @@ async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: 
                 mail_loc,
                 Some(&issued.code),
                 Some(&link),
-            )
-            .await
+            );
         }
         None if app.config.signup_open => {
             let link = format!("{}{}", app.config.issuer, paths::SIGNUP);
-            notify::send(
+            notify::send_later(
                 &app.pages,
                 &app.mailer,
                 &app.config.issuer,
@@ -157,18 +158,17 @@ async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: 
                 loc,
                 None,
                 Some(&link),
-            )
-            .await
+            );
         }
-        None => true,
-    };
+        None => {}
+    }
     let view = CodeView {
         req: &req,
         email: &email,
         purpose: LOGIN,
         notice: Some("code.sent"),
         error: None,
-        mail_failed: !delivered,
+        mail_failed: false,
     };
     Ok(render_code_page(app, jar, loc, view))
 }
@@ -197,10 +197,13 @@ async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
     };
     // A second-step code is good only in the browser that passed the first step.
     let (jar, browser) = browser_hash(app, jar);
-    if purpose == STEP_UP && spent.browser_hash != browser {
+    let same_browser = spent.browser_hash == browser;
+    if purpose == STEP_UP && !same_browser {
         return Ok(code_again(app, jar, &step, purpose, "code.expired"));
     }
-    finish(app, jar, &user_id, purpose, spent.request_id.as_deref()).await
+    // A pending password survives only a verification code typed where it was chosen.
+    let keep = purpose == VERIFY_EMAIL && same_browser;
+    finish(app, jar, &user_id, purpose, keep, spent.request_id.as_deref()).await
 }
 
 /// The code form again, saying what went wrong.
@@ -263,8 +266,21 @@ pub(super) async fn check_typed(
 
 /// The code or link proved the user holds the mailbox: the address is verified too, and a
 /// first verification earns the welcome mail.
-async fn finish(app: &AppState, jar: CookieJar, user_id: &str, purpose: &str, req: Option<&str>) -> Result<Response, PageError> {
-    if app.db.user_mark_verified(user_id, app.clock.now()).await?
+///
+/// Account pre-hijacking (Sudhodanan & Paverd, USENIX Security 2022): a password chosen at
+/// sign-up, before the address was proven, is kept only when `keep_pending_password` says the
+/// proof came from the browser that chose it (a verification code of that sign-up or of a
+/// held password login). Any other proof (an emailed login code, a code typed elsewhere) is
+/// the mailbox's owner, who may not be whoever chose the password: it is removed.
+async fn finish(
+    app: &AppState,
+    jar: CookieJar,
+    user_id: &str,
+    purpose: &str,
+    keep_pending_password: bool,
+    req: Option<&str>,
+) -> Result<Response, PageError> {
+    if app.db.user_verify_email(user_id, keep_pending_password, app.clock.now()).await?
         && let Some(user) = app.db.user_get(user_id).await?
     {
         let link = format!("{}{}", app.config.issuer, paths::ACCOUNT);
@@ -309,7 +325,9 @@ pub async fn link_get(State(app): State<AppState>, RawQuery(q): RawQuery, header
             .await?
             .ok_or_else(invalid)?;
         let user_id = spent.user_id.clone().ok_or_else(invalid)?;
-        finish(&app, jar, &user_id, &spent.purpose, spent.request_id.as_deref()).await
+        // Links work only in the browser that asked (`take_link`).
+        let keep = spent.purpose == VERIFY_EMAIL;
+        finish(&app, jar, &user_id, &spent.purpose, keep, spent.request_id.as_deref()).await
     }
     .await;
     result.unwrap_or_else(|e| render_page_error(&app, loc, &e))

@@ -13,16 +13,42 @@ use crate::secret::{ct_eq, hmac_b64, random_token};
 /// Form bodies are small; anything bigger is refused before it is buffered.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Caps on form fields, checked before anything is looked up, hashed or written.
+/// An email address: RFC 5321 §4.5.3.1 allows a 256-octet path, angle brackets included.
+pub const MAX_EMAIL: usize = 254;
+/// A display name.
+pub const MAX_NAME: usize = 256;
+/// A password, checked before argon2 sees it (the sign-up policy says the same).
+pub const MAX_PASSWORD: usize = 1024;
+/// A pending request's id (`req`).
+pub const MAX_REQ_ID: usize = 64;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {
     TooLarge,
     NotForm,
+    /// A name or value holds a control character (see `is_control`).
+    ControlChar,
+}
+
+/// No parameter of ours carries a control character: a NUL would reach PostgreSQL (which
+/// refuses it in text, an error instead of an answer) and CR, LF or ESC would reach logs.
+/// Single-line form inputs cannot hold them either, so C0, DEL and C1 are refused everywhere.
+pub fn is_control(c: char) -> bool {
+    c.is_control()
+}
+
+fn reject_controls(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, BodyError> {
+    if pairs.iter().any(|(k, v)| k.chars().any(is_control) || v.chars().any(is_control)) {
+        return Err(BodyError::ControlChar);
+    }
+    Ok(pairs)
 }
 
 /// Query pairs for GET, `application/x-www-form-urlencoded` body pairs for POST.
 pub async fn pairs(method: &Method, query: Option<&str>, headers: &HeaderMap, body: Body) -> Result<Vec<(String, String)>, BodyError> {
     if method == Method::GET {
-        return Ok(parse(query.unwrap_or("").as_bytes()));
+        return reject_controls(parse(query.unwrap_or("").as_bytes()));
     }
     form(headers, body).await
 }
@@ -44,7 +70,23 @@ pub async fn form(headers: &HeaderMap, body: Body) -> Result<Vec<(String, String
     if !is_form {
         return Err(BodyError::NotForm);
     }
-    Ok(parse(&bytes))
+    reject_controls(parse(&bytes))
+}
+
+/// Refuses a GET or HEAD whose query holds a control character, before any handler reads it:
+/// every such endpoint answers with a page, so the bad-request page is the right shape.
+pub async fn refuse_control_in_query(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let bad = (req.method() == Method::GET || req.method() == Method::HEAD)
+        && req.uri().query().is_some_and(|q| reject_controls(parse(q.as_bytes())).is_err());
+    if bad {
+        let loc = locale(req.headers(), None);
+        return super::error::render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"));
+    }
+    next.run(req).await
 }
 
 pub fn parse(raw: &[u8]) -> Vec<(String, String)> {

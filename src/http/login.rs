@@ -43,7 +43,7 @@ pub(super) async fn read_form(
 ) -> Result<Vec<(String, String)>, PageError> {
     let pairs = extract::form(headers, body).await.map_err(|e| match e {
         extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
-        extract::BodyError::NotForm => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
+        extract::BodyError::NotForm | extract::BodyError::ControlChar => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
     })?;
     csrf_guard(app, jar, headers, field(&pairs, "csrf"))?;
     Ok(pairs)
@@ -164,6 +164,10 @@ async fn login_post_inner(
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
     let email = normalize_email(field(&pairs, "email").unwrap_or(""));
     let password = field(&pairs, "password").unwrap_or("");
+    if email.len() > extract::MAX_EMAIL || password.len() > extract::MAX_PASSWORD {
+        // No account has such an address or password: the usual failure, nothing counted or written.
+        return Ok(render_login(app, jar, StatusCode::OK, f.as_ref(), loc, "", Some("login.failed")));
+    }
     let ip = peer.ip().to_string();
     let now = app.clock.now();
     let l = &app.config.limits;
@@ -186,6 +190,7 @@ async fn login_post_inner(
     }
     let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
         Outcome::Done { user_id } => user_id,
+        Outcome::Unverified { user_id } => return verify_first(app, peer, jar, &user_id, &email, f.as_ref(), loc).await,
         Outcome::Retry => {
             tracing::info!("password login failed");
             if limits::password_failed(&app.db, l, &email, &ip, now).await?
@@ -194,7 +199,8 @@ async fn login_post_inner(
                 tracing::warn!(user_id = %user.user_id, "password login locked after repeated failures");
                 let link = format!("{}{}", app.config.issuer, paths::LOGIN);
                 let mail_loc = user.locale.as_deref().unwrap_or(loc);
-                notify::send(
+                // After the answer: only a known address gets this mail, so waiting would tell.
+                notify::send_later(
                     &app.pages,
                     &app.mailer,
                     &app.config.issuer,
@@ -203,8 +209,7 @@ async fn login_post_inner(
                     mail_loc,
                     None,
                     Some(&link),
-                )
-                .await;
+                );
             }
             return Ok(render_login(
                 app,
@@ -224,6 +229,53 @@ async fn login_post_inner(
     }
     tracing::info!(user_id = %user_id, "password login succeeded");
     complete_login(app, jar, &user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
+}
+
+/// The right password, but a pending one: nobody is signed in until the address is proven
+/// from this browser. A code bound to it goes to the address, and the page says to enter it;
+/// a wrong password gets the usual failure, so only who knows the password sees this.
+async fn verify_first(
+    app: &AppState,
+    peer: SocketAddr,
+    jar: CookieJar,
+    user_id: &str,
+    email: &str,
+    f: Option<&Flow>,
+    loc: &str,
+) -> Result<Response, PageError> {
+    let now = app.clock.now();
+    let req = f.map(|f| f.req_id.as_str()).unwrap_or("");
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, email, &peer.ip().to_string(), now).await? {
+        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
+    }
+    let (jar, browser) = browser_hash(app, jar);
+    let ctx = Context {
+        user_id: Some(user_id),
+        browser_hash: &browser,
+        request_id: (!req.is_empty()).then_some(req),
+    };
+    let issued = email_otp::issue(&app.db, &app.hmac_key, email, VERIFY_EMAIL, ctx, app.config.otp_ttl, now).await?;
+    let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
+    notify::send_later(
+        &app.pages,
+        &app.mailer,
+        &app.config.issuer,
+        Kind::VerifyEmail,
+        email,
+        loc,
+        Some(&issued.code),
+        Some(&link),
+    );
+    tracing::info!(user_id = %user_id, "password login held until the address is verified");
+    let view = CodeView {
+        req,
+        email,
+        purpose: VERIFY_EMAIL,
+        notice: Some("login.verify_first"),
+        error: None,
+        mail_failed: false,
+    };
+    Ok(render_code_page(app, jar, loc, view))
 }
 
 /// Password accepted, a second factor asked for: an emailed code bound to this browser.
@@ -292,8 +344,15 @@ pub(super) struct Step {
 pub(super) async fn read_step(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Step, PageError> {
     let pairs = read_form(app, headers, jar, body).await?;
     let req = field(&pairs, "req").unwrap_or("").to_owned();
+    // `req` is stored with an issued code: never at a size the sender chose.
+    if req.len() > extract::MAX_REQ_ID {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "error.request_expired"));
+    }
     let loc = flow_locale(app, headers, &req).await;
     let email = normalize_email(field(&pairs, "email").unwrap_or(""));
+    if email.len() > extract::MAX_EMAIL {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
+    }
     Ok(Step { pairs, req, loc, email })
 }
 
@@ -393,7 +452,7 @@ fn plausible_email(e: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && e.len() <= 254
+        && e.len() <= extract::MAX_EMAIL
         && !e.contains(char::is_whitespace)
 }
 
@@ -427,6 +486,8 @@ async fn signup_post_inner(
     let password = field(&pairs, "password").filter(|p| !p.is_empty());
     let problem = if !plausible_email(&email) {
         Some("signup.invalid_email")
+    } else if name.len() > extract::MAX_NAME {
+        Some("signup.name_too_long")
     } else {
         password.and_then(|p| password::policy(p, &email).err())
     };
@@ -454,13 +515,14 @@ async fn signup_post_inner(
         None => None,
     };
     let (jar, browser) = browser_hash(app, jar);
-    let delivered = match app.db.user_by_email(&email).await? {
+    // Mails after the answer, for both branches: a taken address must not show by time.
+    match app.db.user_by_email(&email).await? {
         // Never say that the address is taken: the owner is told by mail instead.
         Some(existing) => {
             tracing::info!("sign-up for an existing email");
             let link = format!("{}{}", app.config.issuer, paths::LOGIN);
             let mail_loc = existing.locale.as_deref().unwrap_or(loc);
-            notify::send(
+            notify::send_later(
                 &app.pages,
                 &app.mailer,
                 &app.config.issuer,
@@ -469,8 +531,7 @@ async fn signup_post_inner(
                 mail_loc,
                 None,
                 Some(&link),
-            )
-            .await
+            );
         }
         None => {
             let user = NewUser {
@@ -483,6 +544,8 @@ async fn signup_post_inner(
                 locale: Some(loc.to_owned()),
                 phone_number: None,
                 address: None,
+                // Chosen before the address is proven: pending until verified here.
+                password_pending: true,
             };
             match app.db.user_create(&user, now).await {
                 Ok(()) => {}
@@ -498,7 +561,7 @@ async fn signup_post_inner(
             };
             let issued = email_otp::issue(&app.db, &app.hmac_key, &email, VERIFY_EMAIL, ctx, app.config.otp_ttl, now).await?;
             let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
-            notify::send(
+            notify::send_later(
                 &app.pages,
                 &app.mailer,
                 &app.config.issuer,
@@ -507,17 +570,16 @@ async fn signup_post_inner(
                 loc,
                 Some(&issued.code),
                 Some(&link),
-            )
-            .await
+            );
         }
-    };
+    }
     let view = CodeView {
         req,
         email: &email,
         purpose: VERIFY_EMAIL,
         notice: Some("signup.check_email_code"),
         error: None,
-        mail_failed: !delivered,
+        mail_failed: false,
     };
     Ok(render_code_page(app, jar, loc, view))
 }

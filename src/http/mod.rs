@@ -48,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .route(paths::HEALTHZ, get(|| async { "ok" }))
         .route(paths::READYZ, get(discovery::readyz))
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            extract::refuse_control_in_query,
+        ))
         .layer(axum::middleware::map_response(close_after_refused_body))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))

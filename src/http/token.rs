@@ -22,6 +22,7 @@ fn body_error(e: BodyError) -> Response {
             StatusCode::PAYLOAD_TOO_LARGE,
         ),
         BodyError::NotForm => json_error(&OAuthError::invalid_request("body must be application/x-www-form-urlencoded")),
+        BodyError::ControlChar => json_error(&OAuthError::invalid_request("a parameter holds a control character")),
     }
 }
 
@@ -39,7 +40,8 @@ async fn authenticated(app: &AppState, headers: &HeaderMap, body: Body) -> Resul
     let presented = client_auth::presented(basic, params.get("client_id"), params.get("client_secret")).map_err(|e| json_error(&e))?;
     let client = app.db.client_get(presented.client_id()).await.map_err(|e| json_error(&e.into()))?;
     client_auth::authenticate(client.as_ref(), &presented).map_err(|e| {
-        tracing::info!(client_id = %presented.client_id(), basic = presented.used_basic(), "client authentication failed");
+        // `?`: the id is the caller's raw input, so it is logged escaped, never as is.
+        tracing::info!(client_id = ?presented.client_id(), basic = presented.used_basic(), "client authentication failed");
         json_error(&e)
     })?;
     match client {

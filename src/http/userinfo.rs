@@ -95,6 +95,9 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -
             }
             Err(BodyError::TooLarge) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
             Err(BodyError::NotForm) => None,
+            Err(BodyError::ControlChar) => {
+                return challenge(Some(&OAuthError::invalid_request("a parameter holds a control character")));
+            }
         }
     } else {
         None

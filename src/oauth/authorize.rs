@@ -46,11 +46,46 @@ impl Params {
     /// RFC 6749 §3.1: request and response parameters must not be included more than once.
     pub fn reject_repeated(&self) -> Result<(), OAuthError> {
         match self.repeated.first() {
-            Some(name) => Err(OAuthError::invalid_request(format!("parameter {name} is repeated"))),
+            // Only a name we know is repeated back; any other name is the client's raw input.
+            Some(name) => match KNOWN_PARAMS.iter().find(|k| **k == name.as_str()) {
+                Some(known) => Err(OAuthError::invalid_request(format!("parameter {known} is repeated"))),
+                None => Err(OAuthError::invalid_request("a parameter is repeated")),
+            },
             None => Ok(()),
         }
     }
 }
+
+/// The parameter names of the authorization, token and logout requests.
+const KNOWN_PARAMS: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "redirect_uri",
+    "response_type",
+    "response_mode",
+    "scope",
+    "state",
+    "nonce",
+    "prompt",
+    "max_age",
+    "display",
+    "login_hint",
+    "id_token_hint",
+    "ui_locales",
+    "acr_values",
+    "claims",
+    "request",
+    "request_uri",
+    "code_challenge",
+    "code_challenge_method",
+    "grant_type",
+    "code",
+    "code_verifier",
+    "refresh_token",
+    "token",
+    "token_type_hint",
+    "post_logout_redirect_uri",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,6 +129,8 @@ pub struct Target {
     pub ui_locales: Option<String>,
     /// An unknown response_mode, reported once the target is trusted.
     bad_response_mode: bool,
+    /// `state` over `MAX_STATE`, reported (without it) once the target is trusted.
+    state_too_long: bool,
 }
 
 /// RFC 6749 §4.1.2.1: never redirect to an unvalidated URI, so these two come first.
@@ -113,12 +150,16 @@ pub fn check_target(params: &Params, client: Option<&Client>) -> Result<Target, 
         Some("form_post") => (ResponseMode::FormPost, false),
         Some(_) => (ResponseMode::Query, true),
     };
+    // An over-long state is not echoed back: the error says why instead.
+    let state = params.get("state");
+    let state_too_long = state.is_some_and(|s| s.len() > MAX_STATE);
     Ok(Target {
         redirect_uri: uri.to_owned(),
         response_mode,
-        state: params.get("state").map(str::to_owned),
-        ui_locales: params.get("ui_locales").map(str::to_owned),
+        state: state.filter(|_| !state_too_long).map(str::to_owned),
+        ui_locales: params.get("ui_locales").filter(|u| u.len() <= MAX_UI_LOCALES).map(str::to_owned),
         bad_response_mode,
+        state_too_long,
     })
 }
 
@@ -164,6 +205,7 @@ impl AuthorizeRequest {
             state: self.state.clone(),
             ui_locales: self.ui_locales.clone(),
             bad_response_mode: false,
+            state_too_long: false,
         }
     }
 }
@@ -175,13 +217,53 @@ pub enum Hint {
     Invalid,
 }
 
-const MAX_NONCE: usize = 512;
+/// Caps on what a pending request stores, so an unauthenticated request cannot write rows of
+/// its chosen size. Values over a cap are refused with `invalid_request` before anything is
+/// written. `state` and `nonce` are opaque to us; 1,024 and 512 bytes leave room for signed
+/// or encoded values.
+pub const MAX_STATE: usize = 1024;
+pub const MAX_NONCE: usize = 512;
+/// An email address (RFC 5321 §4.5.3.1: a 256-octet path less the angle brackets).
+pub const MAX_LOGIN_HINT: usize = 254;
+pub const MAX_UI_LOCALES: usize = 64;
+pub const MAX_ACR_VALUES: usize = 256;
+pub const MAX_SCOPE: usize = 1024;
+/// Parameters read but not stored still get a bound, so none is parsed at any size.
+pub const MAX_OTHER: usize = 2048;
+/// An id_token_hint is a signed JWT of ours: a few kilobytes at most.
+pub const MAX_ID_TOKEN_HINT: usize = 8192;
+
+/// The first parameter over its cap, if any.
+fn over_cap(params: &Params) -> Option<&'static str> {
+    const CAPS: &[(&str, usize)] = &[
+        ("nonce", MAX_NONCE),
+        ("login_hint", MAX_LOGIN_HINT),
+        ("ui_locales", MAX_UI_LOCALES),
+        ("acr_values", MAX_ACR_VALUES),
+        ("scope", MAX_SCOPE),
+        ("id_token_hint", MAX_ID_TOKEN_HINT),
+    ];
+    if let Some((name, _)) = CAPS.iter().find(|(name, cap)| params.get(name).is_some_and(|v| v.len() > *cap)) {
+        return Some(name);
+    }
+    params
+        .map
+        .iter()
+        .find(|(k, v)| !CAPS.iter().any(|(n, _)| n == k) && k.as_str() != "state" && v.len() > MAX_OTHER)
+        .map(|_| "a parameter")
+}
 
 /// The checks after the target is trusted; errors are redirected with `state` and `iss`.
 pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -> Result<AuthorizeRequest, OAuthError> {
     params.reject_repeated()?;
     if target.bad_response_mode {
         return Err(OAuthError::invalid_request("unsupported response_mode"));
+    }
+    if target.state_too_long {
+        return Err(OAuthError::invalid_request("state is too long"));
+    }
+    if let Some(name) = over_cap(params) {
+        return Err(OAuthError::invalid_request(format!("{name} is too long")));
     }
     // OIDC Core §6: we support neither request objects nor request_uri.
     if params.get("request").is_some() {
@@ -220,7 +302,7 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
             // We have one account per browser session, so choosing an account means logging in.
             "login" | "select_account" => prompt_login = true,
             "consent" => prompt_consent = true,
-            _ => return Err(OAuthError::invalid_request(format!("unsupported prompt value {p:?}"))),
+            _ => return Err(OAuthError::invalid_request("unsupported prompt value")),
         }
     }
     if prompt_none && prompt_count > 1 {
@@ -245,9 +327,6 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
         }
     };
     let nonce = params.get("nonce").map(str::to_owned);
-    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE) {
-        return Err(OAuthError::invalid_request("nonce is too long"));
-    }
     if let Some(d) = params.get("display")
         && !["page", "popup", "touch", "wap"].contains(&d)
     {
@@ -448,6 +527,56 @@ mod tests {
             (&[("response_mode", "fragment")][..], ErrorCode::InvalidRequest),
         ] {
             assert_eq!(run(extra).unwrap_err().code, code, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn stored_fields_are_bounded() {
+        let long = |n: usize| "a".repeat(n);
+        for (name, cap) in [
+            ("nonce", MAX_NONCE),
+            ("login_hint", MAX_LOGIN_HINT),
+            ("ui_locales", MAX_UI_LOCALES),
+            ("acr_values", MAX_ACR_VALUES),
+            ("display", MAX_OTHER),
+        ] {
+            let at_cap = long(cap);
+            let over = long(cap + 1);
+            if name != "display" {
+                run(&[(name, &at_cap)]).unwrap();
+            }
+            let e = run(&[(name, &over)]).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{name}");
+        }
+        // An over-long state is refused and not echoed back in the error redirect.
+        let p = params(&[("state", &long(MAX_STATE + 1))]);
+        let t = check_target(&p, Some(&client())).unwrap();
+        assert_eq!(t.state, None);
+        assert_eq!(
+            validate(&p, &client(), &t, Hint::Absent).unwrap_err().description,
+            "state is too long"
+        );
+        run(&[("state", &long(MAX_STATE))]).unwrap();
+    }
+
+    #[test]
+    fn descriptions_echo_no_request_value() {
+        for extra in [&[("prompt", "\"§\\\u{1b}")][..], &[("x\"§", "1"), ("x\"§", "2")][..]] {
+            let mut pairs: Vec<(String, String)> = vec![];
+            for (k, v) in [
+                ("client_id", "c1"),
+                ("redirect_uri", "https://rp.example/cb"),
+                ("response_type", "code"),
+                ("scope", "openid"),
+            ] {
+                pairs.push((k.into(), v.into()));
+            }
+            pairs.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+            let p = Params::from_pairs(pairs);
+            let t = check_target(&p, Some(&client())).unwrap();
+            let d = validate(&p, &client(), &t, Hint::Absent).unwrap_err().description;
+            assert!(d.chars().all(super::super::error::description_char), "{d}");
+            assert!(!d.contains('?'), "nothing needed replacing: {d}");
         }
     }
 

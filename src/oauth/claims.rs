@@ -153,6 +153,7 @@ mod tests {
             address: Some("1 rue de la Paix, Paris".into()),
             created_at: 0,
             updated_at: 5,
+            password_pending: false,
         };
         let c = UserClaims::for_scope(&user, "openid email");
         assert_eq!(c.email.as_deref(), Some("a@b.c"));

@@ -41,7 +41,12 @@ pub fn parse_basic(header: &str) -> Result<(String, String), OAuthError> {
             .next()
             .map(|(_, v)| v.into_owned())
     };
-    Ok((decode(id).ok_or_else(bad)?, decode(secret).ok_or_else(bad)?))
+    let (id, secret) = (decode(id).ok_or_else(bad)?, decode(secret).ok_or_else(bad)?);
+    // Same rule as every other parameter: no control characters (NUL would reach the database).
+    if id.chars().chain(secret.chars()).any(char::is_control) {
+        return Err(bad());
+    }
+    Ok((id, secret))
 }
 
 /// Works out which method the request used; more than one is an error (RFC 6749 §2.3).

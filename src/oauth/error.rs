@@ -56,10 +56,11 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    /// The description is forced into the RFC 6749 §5.2 charset here, once for every error.
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         OAuthError {
             code,
-            description: description.into(),
+            description: description_charset(description.into()),
         }
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
@@ -78,10 +79,33 @@ impl OAuthError {
     }
 }
 
+/// RFC 6749 §5.2: `error_description` is limited to %x20-21 / %x23-5B / %x5D-7E, printable
+/// ASCII without `"` and `\`. Quotes become `'`, a backslash `/`, anything else `?`.
+pub fn description_charset(d: Cow<'static, str>) -> Cow<'static, str> {
+    if d.chars().all(description_char) {
+        return d;
+    }
+    Cow::Owned(
+        d.chars()
+            .map(|c| match c {
+                '"' => '\'',
+                '\\' => '/',
+                c if description_char(c) => c,
+                _ => '?',
+            })
+            .collect(),
+    )
+}
+
+pub fn description_char(c: char) -> bool {
+    matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e')
+}
+
 /// Logs an internal error with a fresh short reference and returns the reference.
 pub fn log_internal(err: impl std::fmt::Display) -> String {
     let reference = crate::secret::random_token(6);
-    tracing::error!(reference = %reference, error = %err, "internal error");
+    // Escaped (`?`): an error may quote a value that came with the request.
+    tracing::error!(reference = %reference, error = ?err.to_string(), "internal error");
     reference
 }
 
@@ -91,5 +115,90 @@ pub fn invalid_grant_unless(cond: bool, description: &'static str) -> Result<(),
         Ok(())
     } else {
         Err(OAuthError::invalid_grant(description))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_charset() {
+        for (raw, want) in [
+            ("plain words", "plain words"),
+            ("a \"quoted\" value", "a 'quoted' value"),
+            ("back\\slash", "back/slash"),
+            ("§ caf\u{e9} \u{1b}[31m\r\n\0", "? caf? ?[31m???"),
+        ] {
+            let e = OAuthError::invalid_request(raw.to_owned());
+            assert_eq!(e.description, want);
+            assert!(e.description.chars().all(description_char));
+        }
+        assert!(matches!(OAuthError::invalid_request("static").description, Cow::Borrowed(_)));
+    }
+
+    /// Every description written in the source is already in the charset, so none of them is
+    /// silently mangled by `description_charset`: each string literal in the few lines that
+    /// build an `OAuthError` is checked.
+    #[test]
+    fn every_written_description_is_in_the_charset() {
+        fn visit(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    visit(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = vec![];
+        visit(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+        let mut checked = 0;
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let builds = ["OAuthError::", "invalid_grant_unless("].iter().any(|m| line.contains(m));
+                if !builds || line.trim_start().starts_with("//") || line.contains("#[test]") {
+                    continue;
+                }
+                for l in &lines[i..(i + 3).min(lines.len())] {
+                    if l.trim_start().starts_with("//") || l.contains("assert") {
+                        continue;
+                    }
+                    // The literals of the line: text between unescaped double quotes.
+                    let mut in_lit = false;
+                    let mut lit = String::new();
+                    let mut chars = l.chars();
+                    while let Some(c) = chars.next() {
+                        match (in_lit, c) {
+                            (false, '"') => in_lit = true,
+                            (true, '\\') => {
+                                lit.push('\\');
+                                chars.next();
+                            }
+                            (true, '"') => {
+                                in_lit = false;
+                                assert!(
+                                    lit.chars().all(description_char),
+                                    "{}:{}: {lit:?} has characters RFC 6749 §5.2 forbids",
+                                    f.display(),
+                                    i + 1
+                                );
+                                checked += 1;
+                                lit.clear();
+                            }
+                            (true, c) => lit.push(c),
+                            (false, _) => {}
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            checked > 40,
+            "only {checked} literals found: is the scan still looking at the right code?"
+        );
     }
 }

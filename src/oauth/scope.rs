@@ -16,7 +16,7 @@ pub fn parse(raw: Option<&str>) -> Result<Vec<String>, OAuthError> {
     {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
-            "scope contains characters RFC 6749 §3.3 does not allow",
+            "scope contains characters RFC 6749 section 3.3 does not allow",
         ));
     }
     let mut out: Vec<String> = Vec::new();

@@ -109,6 +109,8 @@ impl FastReads {
             address,
             created_at,
             updated_at,
+            // Not read here: userinfo releases claims only, never signs anyone in.
+            password_pending: false,
         };
         Ok(Some(UserinfoRow { scope, client_id, user }))
     }

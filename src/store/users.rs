@@ -17,6 +17,9 @@ pub struct User {
     pub address: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The password was chosen at sign-up and the address is not verified yet: it signs in
+    /// nobody (account pre-hijacking rule, README).
+    pub password_pending: bool,
 }
 
 #[derive(Debug)]
@@ -30,6 +33,8 @@ pub struct NewUser {
     pub locale: Option<String>,
     pub phone_number: Option<String>,
     pub address: Option<String>,
+    /// Set by self-service sign-up with a password; operators' accounts never are.
+    pub password_pending: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -46,6 +51,7 @@ pub(crate) struct UserRow {
     address: Option<String>,
     created_at: i64,
     updated_at: i64,
+    password_pending: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -64,11 +70,12 @@ impl TryFrom<UserRow> for User {
             address: r.address,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            password_pending: r.password_pending != 0,
         })
     }
 }
 
-pub(crate) const USER_COLUMNS: &str = "user_id, email, email_verified, name, password_hash, roles, locale, phone_number, phone_number_verified, address, created_at, updated_at";
+pub(crate) const USER_COLUMNS: &str = "user_id, email, email_verified, name, password_hash, roles, locale, phone_number, phone_number_verified, address, created_at, updated_at, password_pending";
 
 /// Emails are compared case-insensitively; we store them lower-cased.
 pub fn normalize_email(email: &str) -> String {
@@ -77,7 +84,7 @@ pub fn normalize_email(email: &str) -> String {
 
 impl Db {
     pub async fn user_create(&self, u: &NewUser, now: i64) -> Result<()> {
-        let sql = format!("insert into users ({USER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $10)");
+        let sql = format!("insert into users ({USER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $10, $11)");
         on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(&u.user_id)
             .bind(normalize_email(&u.email))
@@ -89,6 +96,7 @@ impl Db {
             .bind(&u.phone_number)
             .bind(&u.address)
             .bind(now)
+            .bind(i64::from(u.password_pending && u.password_hash.is_some()))
             .execute(pool)
             .await
             .map_err(|e| on_unique(e, "a user with this email already exists"))?
@@ -126,16 +134,23 @@ impl Db {
         Ok(())
     }
 
-    /// Returns true when the address was not verified before (time for a welcome mail).
-    pub async fn user_mark_verified(&self, user_id: &str, now: i64) -> Result<bool> {
-        let n = on_db!(self, pool => sqlx::query(
-            "update users set email_verified = 1, updated_at = $2 where user_id = $1 and email_verified = 0")
-            .bind(user_id).bind(now).execute(pool).await?.rows_affected());
+    /// Marks the address verified, in one statement with the pending password's fate: kept when
+    /// the verification proves that whoever chose it reads the mailbox, removed otherwise.
+    /// Returns true when the address was not verified before.
+    pub async fn user_verify_email(&self, user_id: &str, keep_pending_password: bool, now: i64) -> Result<bool> {
+        let sql = if keep_pending_password {
+            "update users set email_verified = 1, password_pending = 0, updated_at = $2 where user_id = $1 and email_verified = 0"
+        } else {
+            "update users set email_verified = 1, password_hash = case when password_pending = 1 then null else password_hash end, \
+             password_pending = 0, updated_at = $2 where user_id = $1 and email_verified = 0"
+        };
+        let n = on_db!(self, pool => sqlx::query(sql).bind(user_id).bind(now).execute(pool).await?.rows_affected());
         Ok(n > 0)
     }
 
+    /// A password set through a reset was chosen by the mailbox's holder: never pending.
     pub async fn user_set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<()> {
-        on_db!(self, pool => sqlx::query("update users set password_hash = $1, updated_at = $2 where user_id = $3")
+        on_db!(self, pool => sqlx::query("update users set password_hash = $1, password_pending = 0, updated_at = $2 where user_id = $3")
             .bind(hash).bind(now).bind(user_id).execute(pool).await?.rows_affected());
         Ok(())
     }

@@ -10,5 +10,6 @@ mod cli;
 mod discovery;
 mod email;
 mod flow;
+mod input;
 mod pages;
 mod token_errors;

@@ -118,6 +118,7 @@ impl TestServer {
         let config: Config = raw.validate().unwrap();
         let clock = Clock::default();
         let state = AppState::build(config, clock.clone()).await.unwrap();
+        mail.watch(state.mailer.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let serving = state.clone();
         let task = tokio::spawn(async move {

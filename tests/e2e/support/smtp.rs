@@ -39,6 +39,8 @@ impl Mail {
 pub struct Mailbox {
     pub addr: SocketAddr,
     messages: Arc<Mutex<Vec<Mail>>>,
+    /// The server's mailer, so reads wait for mails it sends after answering.
+    mailer: Arc<std::sync::OnceLock<Arc<clef::mail::Mailer>>>,
 }
 
 fn parse(raw: &[u8], to: Vec<String>) -> Mail {
@@ -108,7 +110,31 @@ impl Mailbox {
                 });
             }
         });
-        Mailbox { addr, messages }
+        Mailbox {
+            addr,
+            messages,
+            mailer: Arc::default(),
+        }
+    }
+
+    pub fn watch(&self, mailer: Arc<clef::mail::Mailer>) {
+        let _ = self.mailer.set(mailer);
+    }
+
+    /// Some pages answer before their mail is sent: wait (bounded) until it is out.
+    fn settle(&self) {
+        let Some(mailer) = self.mailer.get().cloned() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), mailer.settled()).await;
+            })
+        });
     }
 
     pub fn url(&self) -> String {
@@ -116,6 +142,7 @@ impl Mailbox {
     }
 
     pub fn to(&self, email: &str) -> Vec<Mail> {
+        self.settle();
         self.messages
             .lock()
             .unwrap()
@@ -130,6 +157,7 @@ impl Mailbox {
     }
 
     pub fn count(&self) -> usize {
+        self.settle();
         self.messages.lock().unwrap().len()
     }
 }
