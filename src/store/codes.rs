@@ -91,10 +91,11 @@ impl Db {
         }))
     }
 
-    pub async fn auth_request_delete(&self, request_id: &str) -> Result<()> {
-        on_db!(self, pool => sqlx::query("delete from auth_requests where request_id = $1")
+    /// Returns whether the request was still there, so one answer wins a double submit.
+    pub async fn auth_request_delete(&self, request_id: &str) -> Result<bool> {
+        let n = on_db!(self, pool => sqlx::query("delete from auth_requests where request_id = $1")
             .bind(request_id).execute(pool).await?.rows_affected());
-        Ok(())
+        Ok(n > 0)
     }
 
     pub async fn code_create(&self, c: &NewCode, now: i64) -> Result<()> {

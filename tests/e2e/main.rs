@@ -12,3 +12,4 @@ mod email;
 mod flow;
 mod pages;
 mod token_errors;
+mod tokens;
