@@ -4,9 +4,9 @@ use clef::admin::ClientSpec;
 use clef::keys::Alg;
 
 use crate::e2e;
-use crate::support::TestServer;
 use crate::support::browser::{Browser, Page};
-use crate::support::rp::{Rp, access_token, refresh_token};
+use crate::support::rp::Rp;
+use crate::support::{Backend, TestServer};
 
 const PW: &str = "correct horse battery";
 
@@ -188,7 +188,234 @@ async fn id_token_hint_must_be_an_id_token(h: &TestServer) {
     }
 }
 
+/// Runs statements on the test's database from outside the server.
+async fn exec(h: &TestServer, sqls: &[&str]) {
+    use sqlx::Connection;
+    let url = &h.state.config.database_url;
+    match h.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            for sql in sqls {
+                sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(&mut c).await.unwrap();
+            }
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            for sql in sqls {
+                sqlx::query(sqlx::AssertSqlSafe(*sql)).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn count(h: &TestServer, sql: &str) -> i64 {
+    use sqlx::Connection;
+    let url = &h.state.config.database_url;
+    match h.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.unwrap()
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&mut c).await.unwrap()
+        }
+    }
+}
+
+/// Makes every refresh-token insert fail, as a dying database would: after the code or the old
+/// refresh token is taken and the access token stored, before the transaction could commit.
+async fn break_refresh_inserts(h: &TestServer) {
+    match h.backend {
+        Backend::Sqlite => {
+            exec(h, &["create trigger fail_refresh before insert on refresh_tokens begin select raise(abort, 'injected failure'); end"]).await
+        }
+        Backend::Postgres => {
+            exec(
+                h,
+                &[
+                    "create or replace function fail_refresh() returns trigger language plpgsql as $$ begin raise exception 'injected failure'; end $$",
+                    "create trigger fail_refresh before insert on refresh_tokens for each row execute function fail_refresh()",
+                ],
+            )
+            .await
+        }
+    }
+}
+
+async fn mend_refresh_inserts(h: &TestServer) {
+    match h.backend {
+        Backend::Sqlite => exec(h, &["drop trigger fail_refresh"]).await,
+        Backend::Postgres => exec(h, &["drop trigger fail_refresh on refresh_tokens"]).await,
+    }
+}
+
+/// A signed-in browser and a first-party client, ready to get codes without any page.
+async fn signed_in(h: &TestServer, name: &str) -> (Rp, Browser) {
+    let email = format!("{name}@example.test");
+    h.user(&email, PW).await;
+    let rp = rp_with(h, name, false, true).await;
+    let b = h.browser();
+    sign_in(&b, &email).await;
+    (rp, b)
+}
+
+/// A code for the signed-in browser, with its PKCE verifier.
+async fn code(rp: &Rp, b: &Browser) -> (String, String) {
+    let start = rp.start(&["email"]);
+    let back = b.get(&start.url).await;
+    back.assert_redirect_to(&rp.redirect_uri);
+    (back.location_param("code").unwrap(), start.verifier.secret().clone())
+}
+
+fn basic(rp: &Rp) -> Option<(&str, &str)> {
+    Some((rp.client_id.as_str(), rp.client_secret.as_deref().unwrap()))
+}
+
+async fn redeem(h: &TestServer, rp: &Rp, code: &str, verifier: &str) -> (u16, serde_json::Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", rp.redirect_uri.as_str()),
+        ("code_verifier", verifier),
+    ];
+    let (status, _, body) = rp.token_raw(&h.issuer, &form, basic(rp)).await;
+    (status, body)
+}
+
+async fn refresh_at(issuer: &str, rp: &Rp, token: &str) -> (u16, serde_json::Value) {
+    let form = [("grant_type", "refresh_token"), ("refresh_token", token)];
+    let (status, _, body) = rp.token_raw(issuer, &form, basic(rp)).await;
+    (status, body)
+}
+
+async fn userinfo_status(h: &TestServer, rp: &Rp, at: &str) -> u16 {
+    rp.http
+        .get(h.url("/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn str_of(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("{k} in {v}")).to_owned()
+}
+
+/// Issue 7 item 4: a failure between taking the code and storing its tokens leaves the code
+/// unused and nothing half-written; the retry gets the tokens. The same for a refresh.
+async fn failed_issuance_leaves_the_grant_usable(h: &TestServer) {
+    let (rp, b) = signed_in(h, "atomic").await;
+    let (code, verifier) = code(&rp, &b).await;
+    break_refresh_inserts(h).await;
+    let (status, body) = redeem(h, &rp, &code, &verifier).await;
+    assert_eq!((status, body["error"].as_str()), (500, Some("server_error")), "{body}");
+    assert_eq!(
+        count(h, "select count(*) from auth_codes where used = 0").await,
+        1,
+        "the code is still unused"
+    );
+    assert_eq!(
+        count(h, "select count(*) from access_tokens").await,
+        0,
+        "no access token was left behind"
+    );
+    assert_eq!(count(h, "select count(*) from grants").await, 0);
+    mend_refresh_inserts(h).await;
+    let (status, tokens) = redeem(h, &rp, &code, &verifier).await;
+    assert_eq!(status, 200, "the retry works: {tokens}");
+    let at = str_of(&tokens, "access_token");
+    assert_eq!(userinfo_status(h, &rp, &at).await, 200);
+
+    let r1 = str_of(&tokens, "refresh_token");
+    break_refresh_inserts(h).await;
+    let (status, body) = refresh_at(&h.issuer, &rp, &r1).await;
+    assert_eq!((status, body["error"].as_str()), (500, Some("server_error")), "{body}");
+    assert_eq!(count(h, "select count(*) from access_tokens").await, 1);
+    assert_eq!(count(h, "select count(*) from refresh_tokens where used = 0").await, 1);
+    mend_refresh_inserts(h).await;
+    let (status, next) = refresh_at(&h.issuer, &rp, &r1).await;
+    assert_eq!(status, 200, "the refresh token was not spent: {next}");
+    assert_eq!(userinfo_status(h, &rp, &at).await, 200, "and the grant was not revoked");
+    let (status, _) = refresh_at(&h.issuer, &rp, &str_of(&next, "refresh_token")).await;
+    assert_eq!(status, 200);
+}
+
+/// After a reuse, no token of the family works: the presented ones, the winner's successor,
+/// and every access token of the grant.
+async fn assert_family_dead(h: &TestServer, rp: &Rp, refresh_tokens: &[String], access_tokens: &[String], trial: usize) {
+    for rt in refresh_tokens {
+        let (status, body) = refresh_at(&h.issuer, rp, rt).await;
+        assert_eq!(status, 400, "trial {trial}: a refresh token still works: {body}");
+    }
+    for at in access_tokens {
+        assert_eq!(userinfo_status(h, rp, at).await, 401, "trial {trial}: an access token still works");
+    }
+}
+
+/// Issue 7 item 3: two concurrent refreshes of one token, one on each of two instances
+/// sharing the database, 40 times: one wins, and afterwards the winner's successor is dead too.
+async fn refresh_race_two_way_across_instances(h: &TestServer) {
+    let url = h.state.config.database_url.clone();
+    let h2 = TestServer::start_with(h.backend, |raw| raw.database_url = Some(url)).await;
+    let (rp, b) = signed_in(h, "race2").await;
+    for trial in 0..40 {
+        let (code, verifier) = code(&rp, &b).await;
+        let (status, tokens) = redeem(h, &rp, &code, &verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        let r1 = str_of(&tokens, "refresh_token");
+        let (x, y) = tokio::join!(refresh_at(&h.issuer, &rp, &r1), refresh_at(&h2.issuer, &rp, &r1));
+        let winners: Vec<&serde_json::Value> = [&x, &y].into_iter().filter(|r| r.0 == 200).map(|r| &r.1).collect();
+        assert_eq!(winners.len(), 1, "trial {trial}: {x:?} / {y:?}");
+        let loser = if x.0 == 200 { &y } else { &x };
+        assert_eq!((loser.0, loser.1["error"].as_str()), (400, Some("invalid_grant")), "trial {trial}");
+        let refresh = vec![r1, str_of(winners[0], "refresh_token")];
+        let access = vec![str_of(&tokens, "access_token"), str_of(winners[0], "access_token")];
+        assert_family_dead(h, &rp, &refresh, &access, trial).await;
+    }
+    h2.finish().await;
+}
+
+/// Issue 7 item 3, many-way: 100 concurrent refreshes of one token; one wins, all die.
+async fn refresh_race_hundred_way(h: &TestServer) {
+    let (rp, b) = signed_in(h, "race100").await;
+    let (code, verifier) = code(&rp, &b).await;
+    let (status, tokens) = redeem(h, &rp, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let r1 = str_of(&tokens, "refresh_token");
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let (http, url) = (rp.http.clone(), h.url("/token"));
+        let (id, secret, token) = (rp.client_id.clone(), rp.client_secret.clone().unwrap(), r1.clone());
+        set.spawn(async move {
+            let resp = http
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", token.as_str())])
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        });
+    }
+    let results = tokio::time::timeout(std::time::Duration::from_secs(120), set.join_all())
+        .await
+        .expect("100 refreshes finish in time");
+    let winners: Vec<&serde_json::Value> = results.iter().filter(|r| r.0 == 200).map(|r| &r.1).collect();
+    assert_eq!(winners.len(), 1, "{:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert!(results.iter().all(|r| r.0 == 200 || r.1["error"] == "invalid_grant"), "{results:?}");
+    let refresh = vec![r1, str_of(winners[0], "refresh_token")];
+    let access = vec![str_of(&tokens, "access_token"), str_of(winners[0], "access_token")];
+    assert_family_dead(h, &rp, &refresh, &access, 0).await;
+}
+
 e2e!(
+    failed_issuance_leaves_the_grant_usable,
+    refresh_race_two_way_across_instances,
+    refresh_race_hundred_way,
     consent_cannot_skip_a_demanded_second_factor,
     consent_cannot_skip_prompt_login,
     consent_cannot_skip_max_age,
