@@ -412,7 +412,50 @@ async fn refresh_race_hundred_way(h: &TestServer) {
     assert_family_dead(h, &rp, &refresh, &access, 0).await;
 }
 
+async fn introspect(h: &TestServer, rp: &Rp, token: &str) -> serde_json::Value {
+    rp.http
+        .post(h.url("/introspect"))
+        .basic_auth(&rp.client_id, rp.client_secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Issue 7 item 12: introspection answers only the token's own client, and with no email.
+async fn introspection_is_for_the_tokens_own_client(h: &TestServer) {
+    let (rp, b) = signed_in(h, "owner").await;
+    let other = rp_with(h, "nosy", false, true).await;
+    let (code, verifier) = code(&rp, &b).await;
+    let (_, tokens) = redeem(h, &rp, &code, &verifier).await;
+    let (at, rt) = (str_of(&tokens, "access_token"), str_of(&tokens, "refresh_token"));
+
+    let mine = introspect(h, &rp, &at).await;
+    let mut keys: Vec<&str> = mine.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["active", "aud", "client_id", "exp", "iat", "iss", "scope", "sub", "token_type"]
+    );
+    assert_eq!(
+        (&mine["active"], &mine["client_id"]),
+        (&serde_json::json!(true), &serde_json::json!(rp.client_id))
+    );
+    assert!(!mine.to_string().contains("owner@example.test"), "no email: {mine}");
+    let mine = introspect(h, &rp, &rt).await;
+    assert_eq!(mine["active"], true);
+    assert!(mine.get("username").is_none());
+
+    for token in [&at, &rt] {
+        assert_eq!(introspect(h, &other, token).await, serde_json::json!({"active": false}));
+    }
+}
+
 e2e!(
+    introspection_is_for_the_tokens_own_client,
     failed_issuance_leaves_the_grant_usable,
     refresh_race_two_way_across_instances,
     refresh_race_hundred_way,
