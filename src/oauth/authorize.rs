@@ -309,6 +309,9 @@ pub enum Consent {
 /// Permission to issue a code for this session. Only [`decide`] makes one, so no caller can
 /// issue a code without every check of the authorization endpoint (OIDC Core §3.1.2.1,
 /// CWE-288: no alternate path around re-authentication).
+// Not `#[non_exhaustive]`: that seals it only outside the crate, and the point is that no
+// other module of ours can make one.
+#[allow(clippy::manual_non_exhaustive)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Approval {
     pub user_id: String,
