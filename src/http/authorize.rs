@@ -11,8 +11,9 @@ use super::error::{PageError, no_store, render_page_error};
 use super::extract::{self, SESSION_COOKIE, cookie_name, field, locale};
 use crate::app::AppState;
 use crate::oauth::OAuthError;
-use crate::oauth::authorize::{self, AuthorizeRequest, Hint, Next, Params, ResponseMode, SessionView, Target};
+use crate::oauth::authorize::{self, Approval, AuthorizeRequest, Consent, Hint, Next, Params, ResponseMode, SessionView, Target};
 use crate::oauth::claims::HintClaims;
+use crate::oauth::{ErrorCode, scope};
 use crate::paths;
 use crate::secret::{random_token, sha256_b64};
 use crate::store::{AuthRequestRow, Client, LoginSession, NewCode};
@@ -60,7 +61,11 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
         None => Hint::Absent,
         // Expired hints are fine (OIDC Core §3.1.2.1): only our signature and issuer count.
         Some(h) => match app.keys.get().verify::<HintClaims>(h, &app.config.issuer) {
-            Ok((claims, _)) if audience_contains(&claims.aud, &client.client_id) => Hint::Valid { sub: claims.sub },
+            Ok((claims, typ))
+                if crate::oauth::claims::is_id_token_typ(typ.as_deref()) && audience_contains(&claims.aud, &client.client_id) =>
+            {
+                Hint::Valid { sub: claims.sub }
+            }
             _ => Hint::Invalid,
         },
     };
@@ -116,6 +121,38 @@ pub async fn proceed(app: &AppState, jar: &CookieJar, req: AuthorizeRequest, req
     }
 }
 
+/// The one decision behind every code: the authorization endpoint, the resume step and the
+/// consent page all ask it, with the browser's current session.
+pub(super) async fn decision(
+    app: &AppState,
+    jar: &CookieJar,
+    req: &AuthorizeRequest,
+    client: &Client,
+    consent: Option<Consent>,
+) -> Result<Next, PageError> {
+    let now = app.clock.now();
+    let session = current_session(app, jar).await?;
+    let consent = match (consent, &session) {
+        (Some(c), _) => c,
+        (None, Some(s)) => {
+            let covered = app
+                .db
+                .consent_get(&s.user_id, &client.client_id)
+                .await?
+                .is_some_and(|g| scope::covered_by(&req.scope, &g));
+            if covered { Consent::Covered } else { Consent::Missing }
+        }
+        (None, None) => Consent::Missing,
+    };
+    let view = session.as_ref().map(|s| SessionView {
+        user_id: &s.user_id,
+        auth_time: s.auth_time,
+        amr: &s.amr,
+        acr: &s.acr,
+    });
+    Ok(authorize::decide(req, view, consent, client.skip_consent, now))
+}
+
 async fn step(
     app: &AppState,
     jar: &CookieJar,
@@ -124,35 +161,20 @@ async fn step(
     client: &Client,
 ) -> Result<Response, PageError> {
     let now = app.clock.now();
-    let session = current_session(app, jar).await?;
-    let covered = match &session {
-        Some(s) => app
-            .db
-            .consent_get(&s.user_id, &client.client_id)
-            .await?
-            .is_some_and(|g| crate::oauth::scope::covered_by(&req.scope, &g)),
-        None => false,
-    };
-    let view = session.as_ref().map(|s| SessionView {
-        user_id: &s.user_id,
-        auth_time: s.auth_time,
-        acr: &s.acr,
-    });
-    let next = authorize::decide(&req, view, covered, client.skip_consent, now);
-    match (next, session) {
-        (Next::Issue, Some(s)) => {
+    match decision(app, jar, &req, client, None).await? {
+        Next::Issue(approval) => {
             if let Some(id) = &request_id {
-                app.db.auth_request_delete(id).await?;
+                take_request(app, id).await?;
             }
-            issue_code(app, &req, &s).await
+            issue_code(app, &req, approval).await
         }
-        (Next::Fail(e), _) => {
+        Next::Fail(e) => {
             if let Some(id) = &request_id {
-                app.db.auth_request_delete(id).await?;
+                take_request(app, id).await?;
             }
             Ok(respond_error(app, &req.target(), &e))
         }
-        (next, _) => {
+        next => {
             let id = match request_id {
                 Some(id) => id,
                 None => {
@@ -173,8 +195,58 @@ async fn step(
     }
 }
 
-/// Stores a fresh code bound to client, redirect_uri, PKCE challenge and nonce.
-pub async fn issue_code(app: &AppState, req: &AuthorizeRequest, session: &LoginSession) -> Result<Response, PageError> {
+/// Deletes a pending request as it is answered; of two answers racing, only one goes on.
+async fn take_request(app: &AppState, request_id: &str) -> Result<(), PageError> {
+    if app.db.auth_request_delete(request_id).await? {
+        Ok(())
+    } else {
+        Err(PageError::new(StatusCode::BAD_REQUEST, "error.request_expired"))
+    }
+}
+
+/// Answers the consent page. The decision runs again with consent now given, so a session
+/// that would not get a code from /authorize (too old, one factor short, prompt=login) does
+/// not get one here either: it is sent to log in, and the request waits.
+pub(super) async fn answer_consent(
+    app: &AppState,
+    jar: &CookieJar,
+    request_id: &str,
+    req: &AuthorizeRequest,
+    client: &Client,
+    allow: bool,
+) -> Result<Response, PageError> {
+    let approval = match decision(app, jar, req, client, Some(Consent::Given)).await? {
+        Next::Issue(a) => a,
+        Next::Fail(e) => {
+            take_request(app, request_id).await?;
+            return Ok(respond_error(app, &req.target(), &e));
+        }
+        Next::Login | Next::Consent => {
+            return Ok(no_store(
+                Redirect::to(&format!("{}?req={request_id}", paths::LOGIN)).into_response(),
+            ));
+        }
+    };
+    take_request(app, request_id).await?;
+    if !allow {
+        return Ok(respond_error(
+            app,
+            &req.target(),
+            &OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
+        ));
+    }
+    let now = app.clock.now();
+    let granted = app.db.consent_get(&approval.user_id, &client.client_id).await?.unwrap_or_default();
+    app.db
+        .consent_put(&approval.user_id, &client.client_id, &scope::union(&granted, &req.scope), now)
+        .await?;
+    tracing::info!(client_id = %client.client_id, "consent granted");
+    issue_code(app, req, approval).await
+}
+
+/// Stores a fresh code bound to client, redirect_uri, PKCE challenge and nonce. Private, and
+/// it takes an [`Approval`], which only `decide` makes: no path reaches it around the checks.
+async fn issue_code(app: &AppState, req: &AuthorizeRequest, approval: Approval) -> Result<Response, PageError> {
     let now = app.clock.now();
     let code = random_token(32);
     app.db
@@ -183,14 +255,14 @@ pub async fn issue_code(app: &AppState, req: &AuthorizeRequest, session: &LoginS
                 code_hash: sha256_b64(&code),
                 grant_id: random_token(16),
                 client_id: req.client_id.clone(),
-                user_id: session.user_id.clone(),
+                user_id: approval.user_id,
                 redirect_uri: req.redirect_uri.clone(),
                 scope: crate::oauth::scope::join(&req.scope),
                 nonce: req.nonce.clone(),
                 code_challenge: req.code_challenge.clone(),
-                auth_time: session.auth_time,
-                amr: session.amr.clone(),
-                acr: session.acr.clone(),
+                auth_time: approval.auth_time,
+                amr: approval.amr,
+                acr: approval.acr,
                 expires_at: now + app.config.code_ttl,
             },
             now,

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::authorize::{current_session, issue_code, load_request, respond_error};
+use super::authorize::{answer_consent, current_session, decision, load_request, respond_error};
 use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_guard, csrf_token, field, locale};
@@ -18,8 +18,8 @@ use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
 use crate::auth::limits::{self, Verdict};
 use crate::auth::{Outcome, password};
 use crate::notify::{self, Kind};
+use crate::oauth::authorize::{Consent, Next};
 use crate::oauth::claims::{ACR_1FA, AMR_PASSWORD};
-use crate::oauth::{ErrorCode, OAuthError, scope};
 use crate::paths;
 use crate::secret::{random_token, sha256_b64};
 use crate::store::{LoginSession, NewUser, normalize_email};
@@ -602,10 +602,19 @@ pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, hea
         Err(e) => return render_page_error(&app, locale(&headers, None), &e),
     };
     let loc = locale(&headers, req.ui_locales.as_deref());
-    let user = match signed_in_user(&app, &jar).await {
+    // The page is shown only to a session that would get a code once it answers.
+    let user_id = match decision(&app, &jar, &req, &client, Some(Consent::Given)).await {
+        Ok(Next::Issue(approval)) => approval.user_id,
+        Ok(Next::Fail(e)) => return respond_error(&app, &req.target(), &e),
+        Ok(Next::Login | Next::Consent) => {
+            return no_store(Redirect::to(&format!("{}?req={}", paths::LOGIN, row.request_id)).into_response());
+        }
+        Err(e) => return render_page_error(&app, loc, &e),
+    };
+    let user = match app.db.user_get(&user_id).await {
         Ok(Some(u)) => u,
         Ok(None) => return no_store(Redirect::to(&format!("{}?req={}", paths::LOGIN, row.request_id)).into_response()),
-        Err(e) => return render_page_error(&app, loc, &e),
+        Err(e) => return render_page_error(&app, loc, &e.into()),
     };
     let (jar, csrf) = csrf_token(&app, jar);
     let ctx = ConsentPage {
@@ -614,7 +623,7 @@ pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, hea
         csrf: &csrf,
         req: &row.request_id,
         client_name: &client.name,
-        email: &user.1.email,
+        email: &user.email,
         scopes: &req.scope,
     };
     page(&app, jar, StatusCode::OK, "consent.html", &ctx, loc)
@@ -634,30 +643,13 @@ pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, jar: 
 async fn consent_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let pairs = read_form(app, headers, &jar, body).await?;
     let (row, req, client) = load_request(app, field(&pairs, "req")).await?;
-    let Some((session, user)) = signed_in_user(app, &jar).await? else {
-        return Ok(no_store(
-            Redirect::to(&format!("{}?req={}", paths::LOGIN, row.request_id)).into_response(),
-        ));
+    // A malformed answer leaves the request waiting for a proper one.
+    let allow = match field(&pairs, "decision") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_request")),
     };
-    // The request is answered either way; it must not be replayed.
-    app.db.auth_request_delete(&row.request_id).await?;
-    match field(&pairs, "decision") {
-        Some("allow") => {
-            let now = app.clock.now();
-            let granted = app.db.consent_get(&user.user_id, &client.client_id).await?.unwrap_or_default();
-            app.db
-                .consent_put(&user.user_id, &client.client_id, &scope::union(&granted, &req.scope), now)
-                .await?;
-            tracing::info!(client_id = %client.client_id, "consent granted");
-            issue_code(app, &req, &session).await
-        }
-        Some("deny") => Ok(respond_error(
-            app,
-            &req.target(),
-            &OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
-        )),
-        _ => Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_request")),
-    }
+    answer_consent(app, &jar, &row.request_id, &req, &client, allow).await
 }
 
 #[derive(Serialize)]

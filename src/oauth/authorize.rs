@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::claims::ACR_2FA;
+use super::claims::{ACR_2FA, ACR_SUPPORTED};
 use super::{ErrorCode, OAuthError, pkce, redirect_uri, scope};
 use crate::store::Client;
 
@@ -192,8 +192,14 @@ pub struct AuthorizeRequest {
 
 impl AuthorizeRequest {
     /// Whether the login should add a second factor after the password.
+    ///
+    /// OIDC Core §3.1.2.1: `acr_values` lists acceptable values in order of preference, so a
+    /// one-factor login satisfies a request that accepts the one-factor level. A second factor
+    /// is asked for only when every value we know needs it, or when the client demands it.
+    /// Values we do not support cannot be met either way and ask for nothing.
     pub fn wants_2fa(&self) -> bool {
-        self.require_2fa || self.acr_values.iter().any(|a| a == ACR_2FA)
+        let mut known = self.acr_values.iter().filter(|a| ACR_SUPPORTED.contains(&a.as_str())).peekable();
+        self.require_2fa || (known.peek().is_some() && known.all(|a| a == ACR_2FA))
     }
 }
 
@@ -364,42 +370,62 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
 pub struct SessionView<'a> {
     pub user_id: &'a str,
     pub auth_time: i64,
+    pub amr: &'a [String],
     pub acr: &'a str,
+}
+
+/// Where the user stands on consenting to this request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consent {
+    /// No stored consent covers the requested scopes.
+    Missing,
+    /// A stored consent covers them (not enough under prompt=consent).
+    Covered,
+    /// The user has just answered the consent page for this very request.
+    Given,
+}
+
+/// Permission to issue a code for this session. Only [`decide`] makes one, so no caller can
+/// issue a code without every check of the authorization endpoint (OIDC Core §3.1.2.1,
+/// CWE-288: no alternate path around re-authentication).
+// Not `#[non_exhaustive]`: that seals it only outside the crate, and the point is that no
+// other module of ours can make one.
+#[allow(clippy::manual_non_exhaustive)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    pub user_id: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    _sealed: (),
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     Login,
     Consent,
-    Issue,
+    Issue(Approval),
     Fail(OAuthError),
 }
 
 /// OIDC Core §3.1.2.3 and §3.1.2.4: does this request need a login, a consent, or neither?
-pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent_covered: bool, skip_consent: bool, now: i64) -> Next {
-    let login_needed = match session {
-        None => true,
-        Some(s) => {
-            let wrong_user = req.hint_sub.as_deref().is_some_and(|sub| sub != s.user_id);
-            let too_old = req.max_age.is_some_and(|m| now - s.auth_time > m);
-            // acr_values is a wish (OIDC Core §3.1.2.1): a one-factor session gets a chance to
-            // add a second, and what was achieved is reported in `acr`.
-            let too_weak = s.acr != ACR_2FA;
-            // A login made for this request settles it, even as another user than the hint
-            // named: the relying party sees the new `sub` and decides. A client that demands
-            // two factors is never settled by one.
-            (req.require_2fa && too_weak)
-                || !req.fresh_login && (wrong_user || req.prompt_login || too_old || (req.wants_2fa() && too_weak))
+pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent: Consent, skip_consent: bool, now: i64) -> Next {
+    let s = match session {
+        Some(s) if !login_needed(req, s, now) => s,
+        _ => {
+            return if req.prompt_none {
+                Next::Fail(OAuthError::new(ErrorCode::LoginRequired, "the user is not logged in"))
+            } else {
+                Next::Login
+            };
         }
     };
-    if login_needed {
-        return if req.prompt_none {
-            Next::Fail(OAuthError::new(ErrorCode::LoginRequired, "the user is not logged in"))
-        } else {
-            Next::Login
+    let consent_needed = !skip_consent
+        && match consent {
+            Consent::Missing => true,
+            Consent::Covered => req.prompt_consent,
+            Consent::Given => false,
         };
-    }
-    let consent_needed = !skip_consent && (req.prompt_consent || !consent_covered);
     if consent_needed {
         return if req.prompt_none {
             Next::Fail(OAuthError::new(
@@ -410,7 +436,23 @@ pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent_
             Next::Consent
         };
     }
-    Next::Issue
+    Next::Issue(Approval {
+        user_id: s.user_id.to_owned(),
+        auth_time: s.auth_time,
+        amr: s.amr.to_vec(),
+        acr: s.acr.to_owned(),
+        _sealed: (),
+    })
+}
+
+fn login_needed(req: &AuthorizeRequest, s: SessionView<'_>, now: i64) -> bool {
+    let wrong_user = req.hint_sub.as_deref().is_some_and(|sub| sub != s.user_id);
+    let too_old = req.max_age.is_some_and(|m| now - s.auth_time > m);
+    let too_weak = s.acr != ACR_2FA;
+    // A login made for this request settles it, even as another user than the hint
+    // named: the relying party sees the new `sub` and decides. A client that demands
+    // two factors is never settled by one.
+    (req.require_2fa && too_weak) || !req.fresh_login && (wrong_user || req.prompt_login || too_old || (req.wants_2fa() && too_weak))
 }
 
 /// The parameters of an authorization response (RFC 6749 §4.1.2, RFC 9207 `iss`).
@@ -607,51 +649,111 @@ mod tests {
         let s = SessionView {
             user_id: "u1",
             auth_time: 1000,
+            amr: &[],
             acr: "urn:clef:acr:1fa",
         };
         let mut hinted = run(&[]).unwrap();
         hinted.hint_sub = Some("u2".into());
-        assert_eq!(decide(&hinted, Some(s), true, false, 1000), Next::Login);
+        assert_eq!(decide(&hinted, Some(s), Consent::Covered, false, 1000), Next::Login);
         hinted.fresh_login = true;
-        assert_eq!(decide(&hinted, Some(s), true, false, 1000), Next::Issue);
-        assert_eq!(decide(&req, None, false, false, 1000), Next::Login);
-        assert_eq!(decide(&req, Some(s), false, false, 1000), Next::Consent);
-        assert_eq!(decide(&req, Some(s), true, false, 1000), Next::Issue);
-        assert_eq!(decide(&req, Some(s), false, true, 1000), Next::Issue);
+        assert!(matches!(decide(&hinted, Some(s), Consent::Covered, false, 1000), Next::Issue(_)));
+        assert_eq!(decide(&req, None, Consent::Missing, false, 1000), Next::Login);
+        assert_eq!(decide(&req, Some(s), Consent::Missing, false, 1000), Next::Consent);
+        assert!(matches!(decide(&req, Some(s), Consent::Covered, false, 1000), Next::Issue(_)));
+        assert!(matches!(decide(&req, Some(s), Consent::Missing, true, 1000), Next::Issue(_)));
 
         let none = run(&[("prompt", "none")]).unwrap();
         assert_eq!(
-            decide(&none, None, true, false, 1000),
+            decide(&none, None, Consent::Covered, false, 1000),
             Next::Fail(OAuthError::new(ErrorCode::LoginRequired, "the user is not logged in"))
         );
-        assert!(matches!(decide(&none, Some(s), false, false, 1000), Next::Fail(e) if e.code == ErrorCode::ConsentRequired));
+        assert!(matches!(decide(&none, Some(s), Consent::Missing, false, 1000), Next::Fail(e) if e.code == ErrorCode::ConsentRequired));
 
         let mut aged = run(&[("max_age", "60")]).unwrap();
-        assert_eq!(decide(&aged, Some(s), true, false, 1060), Next::Issue);
-        assert_eq!(decide(&aged, Some(s), true, false, 1061), Next::Login);
+        assert!(matches!(decide(&aged, Some(s), Consent::Covered, false, 1060), Next::Issue(_)));
+        assert_eq!(decide(&aged, Some(s), Consent::Covered, false, 1061), Next::Login);
         aged.fresh_login = true;
-        assert_eq!(decide(&aged, Some(s), true, false, 1061), Next::Issue);
+        assert!(matches!(decide(&aged, Some(s), Consent::Covered, false, 1061), Next::Issue(_)));
 
         let strong = run(&[("acr_values", "urn:clef:acr:2fa")]).unwrap();
-        assert_eq!(decide(&strong, Some(s), true, false, 1000), Next::Login);
+        assert_eq!(decide(&strong, Some(s), Consent::Covered, false, 1000), Next::Login);
         let s2 = SessionView {
             acr: "urn:clef:acr:2fa",
             ..s
         };
-        assert_eq!(decide(&strong, Some(s2), true, false, 1000), Next::Issue);
+        assert!(matches!(decide(&strong, Some(s2), Consent::Covered, false, 1000), Next::Issue(_)));
 
         let mut demanded = run(&[]).unwrap();
         demanded.require_2fa = true;
         demanded.fresh_login = true;
         assert_eq!(
-            decide(&demanded, Some(s), true, false, 1000),
+            decide(&demanded, Some(s), Consent::Covered, false, 1000),
             Next::Login,
             "one factor never satisfies a 2FA client"
         );
-        assert_eq!(decide(&demanded, Some(s2), true, false, 1000), Next::Issue);
+        assert!(matches!(decide(&demanded, Some(s2), Consent::Covered, false, 1000), Next::Issue(_)));
 
         let login = run(&[("prompt", "login")]).unwrap();
-        assert_eq!(decide(&login, Some(s), true, false, 1000), Next::Login);
+        assert_eq!(decide(&login, Some(s), Consent::Covered, false, 1000), Next::Login);
+        // Answering the consent page settles consent, never the login checks (issue 7).
+        assert_eq!(decide(&login, Some(s), Consent::Given, false, 1000), Next::Login);
+        let mut aged = run(&[("max_age", "1")]).unwrap();
+        assert_eq!(decide(&aged, Some(s), Consent::Given, false, 1003), Next::Login);
+        aged.fresh_login = true;
+        assert!(matches!(decide(&aged, Some(s), Consent::Given, false, 1003), Next::Issue(_)));
+        let mut demanded = run(&[]).unwrap();
+        demanded.require_2fa = true;
+        assert_eq!(decide(&demanded, Some(s), Consent::Given, false, 1000), Next::Login);
+
+        let consent = run(&[("prompt", "consent")]).unwrap();
+        assert_eq!(decide(&consent, Some(s), Consent::Covered, false, 1000), Next::Consent);
+        assert!(matches!(decide(&consent, Some(s), Consent::Given, false, 1000), Next::Issue(_)));
+    }
+
+    #[test]
+    fn approval_carries_the_session() {
+        let s = SessionView {
+            user_id: "u1",
+            auth_time: 990,
+            amr: &["pwd".to_owned(), "otp".to_owned()],
+            acr: ACR_2FA,
+        };
+        let Next::Issue(a) = decide(&run(&[]).unwrap(), Some(s), Consent::Covered, false, 1000) else {
+            panic!("expected a code");
+        };
+        assert_eq!((a.user_id.as_str(), a.auth_time, a.acr.as_str()), ("u1", 990, ACR_2FA));
+        assert_eq!(a.amr, ["pwd", "otp"]);
+    }
+
+    /// OIDC Core §3.1.2.1: `acr_values` is a preference list; any acceptable level will do.
+    #[test]
+    fn acr_values_are_a_preference_list() {
+        for (acr_values, require_2fa, wants) in [
+            ("", false, false),
+            ("urn:clef:acr:1fa", false, false),
+            ("urn:clef:acr:2fa", false, true),
+            ("urn:clef:acr:2fa urn:clef:acr:1fa", false, false),
+            ("urn:clef:acr:1fa urn:clef:acr:2fa", false, false),
+            ("urn:clef:acr:2fa urn:other", false, true),
+            ("urn:other", false, false),
+            ("urn:other urn:clef:acr:1fa", false, false),
+            ("urn:clef:acr:2fa urn:clef:acr:2fa", false, true),
+            ("", true, true),
+            ("urn:clef:acr:1fa", true, true),
+            ("urn:clef:acr:1fa urn:clef:acr:2fa", true, true),
+        ] {
+            let mut req = run(&[("acr_values", acr_values)]).unwrap();
+            req.require_2fa = require_2fa;
+            assert_eq!(req.wants_2fa(), wants, "{acr_values:?} require_2fa={require_2fa}");
+            let one = SessionView {
+                user_id: "u1",
+                auth_time: 1000,
+                amr: &[],
+                acr: "urn:clef:acr:1fa",
+            };
+            let got = decide(&req, Some(one), Consent::Covered, false, 1000);
+            assert_eq!(got == Next::Login, wants, "{acr_values:?} require_2fa={require_2fa}: {got:?}");
+        }
     }
 
     #[test]

@@ -120,6 +120,15 @@ pub struct UserinfoClaims {
     pub user: UserClaims,
 }
 
+/// RFC 7515 §4.1.9 and RFC 8725 §3.11: a hint must be an ID token, whose `typ` is `JWT` or
+/// absent, never an access token (`at+jwt`, RFC 9068) or a logout token (`logout+jwt`).
+pub fn is_id_token_typ(typ: Option<&str>) -> bool {
+    match typ {
+        None => true,
+        Some(t) => t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("application/jwt"),
+    }
+}
+
 /// The few ID token claims an `id_token_hint` is read for.
 #[derive(Debug, Deserialize)]
 pub struct HintClaims {
@@ -131,6 +140,22 @@ pub struct HintClaims {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_id_token_types_are_hints() {
+        for (typ, ok) in [
+            (None, true),
+            (Some("JWT"), true),
+            (Some("jwt"), true),
+            (Some("application/jwt"), true),
+            (Some("at+jwt"), false),
+            (Some("application/at+jwt"), false),
+            (Some("logout+jwt"), false),
+            (Some(""), false),
+        ] {
+            assert_eq!(is_id_token_typ(typ), ok, "{typ:?}");
+        }
+    }
 
     #[test]
     fn at_hash_matches_oidc_example() {

@@ -42,12 +42,19 @@ pub async fn revoke(db: &Db, client: &Client, token: &str) -> Result<(), OAuthEr
 }
 
 /// RFC 7662 §2.2: `{"active": false}` for anything not live, with no reason given.
-pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, token: &str, now: i64) -> Result<Value, OAuthError> {
+///
+/// RFC 7662 §4: only the client the token was issued to learns about it; any other caller is
+/// told it is inactive, so a confidential client cannot probe others' tokens. The answer holds
+/// what a resource server needs and no personal data (no email).
+pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, caller: &Client, token: &str, now: i64) -> Result<Value, OAuthError> {
     let inactive = json!({ "active": false });
     if looks_like_jwt(token) {
         let Some(live) = live_access_token(db, token, now).await? else {
             return Ok(inactive);
         };
+        if live.client_id != caller.client_id {
+            return Ok(inactive);
+        }
         // The row proves the token is ours; the claims give the times and ids to report.
         let Ok((claims, _)) = keys.verify::<AccessTokenClaims>(token, issuer) else {
             return Ok(inactive);
@@ -58,16 +65,14 @@ pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, token: &str, now: 
             "scope": live.scope,
             "client_id": live.client_id,
             "sub": claims.sub,
-            "username": live.user.email,
             "exp": claims.exp,
             "iat": claims.iat,
             "iss": claims.iss,
             "aud": claims.aud,
-            "jti": claims.jti,
         }));
     }
     match db.refresh_token_find(&sha256_b64(token)).await? {
-        Some(r) if r.used == 0 && r.expires_at > now => Ok(json!({
+        Some(r) if r.used == 0 && r.expires_at > now && r.client_id == caller.client_id => Ok(json!({
             "active": true,
             "token_type": "refresh_token",
             "scope": r.scope,

@@ -9,7 +9,7 @@ use super::{ErrorCode, OAuthError, pkce, scope};
 use crate::config::Config;
 use crate::keys::{Alg, KeySet};
 use crate::secret::{random_token, sha256_b64};
-use crate::store::{AccessTokenRow, Client, Db, IssuedCode, NewRefreshToken, Redemption, RefreshRedemption, StoreError, User};
+use crate::store::{AccessTokenRow, Client, Db, IssuedCode, NewRefreshToken, Redemption, RefreshRedemption, StoreError, Tx, User};
 
 pub const GRANT_TYPES: &[&str] = &["authorization_code", "refresh_token"];
 
@@ -88,19 +88,16 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         .get("redirect_uri")
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
     let code_hash = sha256_b64(code);
-    let issued = match ctx.db.code_redeem(&code_hash).await? {
+    let issued = match ctx.db.code_find(&code_hash).await? {
         Redemption::Fresh(c) => *c,
         Redemption::Unknown => return Err(OAuthError::invalid_grant("code is invalid")),
-        Redemption::Replayed(grant_id) => {
-            // RFC 6749 §4.1.2: a code used twice revokes what it yielded.
-            ctx.db.grant_revoke(&grant_id).await?;
-            tracing::warn!(client_id = %client.client_id, "authorization code replayed; grant revoked");
-            return Err(OAuthError::invalid_grant(
-                "code was already used; tokens issued from it are revoked",
-            ));
-        }
+        Redemption::Replayed(grant_id) => return Err(code_replayed(ctx, client, &grant_id).await),
     };
-    verify_code(&issued, client, redirect_uri, params.get("code_verifier"), now)?;
+    if let Err(e) = verify_code(&issued, client, redirect_uri, params.get("code_verifier"), now) {
+        // A code that failed its checks is spent, as if it had been taken first.
+        ctx.db.code_burn(&code_hash).await?;
+        return Err(e);
+    }
     let user = ctx
         .db
         .user_get(&issued.user_id)
@@ -114,27 +111,56 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         amr: issued.amr,
         acr: issued.acr,
     };
-    let response = issue(ctx, client, &user, &grant, now, true).await?;
-    if ctx.db.code_was_replayed(&code_hash).await? {
-        ctx.db.grant_revoke(&grant.grant_id).await?;
+    // Signing comes before the transaction, so no slow work holds its locks.
+    let minted = mint(ctx, client, &user, &grant, now, true)?;
+    // Taking the code and storing its tokens is one unit: a failure in between (a timeout, a
+    // crash) leaves the code unused for the client's retry, not a replay that revokes all.
+    let mut tx = ctx.db.begin().await?;
+    if !tx.code_take(&code_hash).await? {
+        tx.rollback().await?;
+        // A concurrent redemption took it after our look-up: that is a replay too.
+        return Err(match ctx.db.code_mark_replayed(&code_hash).await? {
+            Some(grant_id) => code_replayed(ctx, client, &grant_id).await,
+            None => OAuthError::invalid_grant("code is invalid"),
+        });
     }
+    tx.grant_open(&grant.grant_id, &client.client_id, &user.user_id, now, minted.grant_expires_at)
+        .await?;
+    minted.store(&mut tx, now).await?;
+    tx.commit().await?;
     tracing::info!(client_id = %client.client_id, "tokens issued for authorization code");
-    Ok(response)
+    Ok(minted.response)
+}
+
+/// RFC 6749 §4.1.2: a code used twice revokes what it yielded. A replay waits on the code's
+/// row until the first redemption's transaction ends, so its tokens exist by now.
+async fn code_replayed(ctx: &Ctx<'_>, client: &Client, grant_id: &str) -> OAuthError {
+    if let Err(e) = ctx.db.grant_revoke(grant_id).await {
+        return e.into();
+    }
+    tracing::warn!(client_id = %client.client_id, "authorization code replayed; grant revoked");
+    OAuthError::invalid_grant("code was already used; tokens issued from it are revoked")
+}
+
+/// RFC 9700 §4.14.2: reuse of a rotated refresh token means it leaked; the whole grant goes,
+/// including the active refresh token.
+async fn refresh_reused(ctx: &Ctx<'_>, client: &Client, grant_id: &str) -> OAuthError {
+    if let Err(e) = ctx.db.grant_revoke(grant_id).await {
+        return e.into();
+    }
+    tracing::warn!(client_id = %client.client_id, "rotated refresh token reused; grant revoked");
+    OAuthError::invalid_grant("refresh token was already used; the grant is revoked")
 }
 
 async fn refresh_token(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
     let token = params
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    let row = match ctx.db.refresh_token_redeem(&sha256_b64(token)).await? {
+    let token_hash = sha256_b64(token);
+    let row = match ctx.db.refresh_token_lookup(&token_hash).await? {
         RefreshRedemption::Fresh(r) => r,
         RefreshRedemption::Unknown => return Err(OAuthError::invalid_grant("refresh token is invalid")),
-        RefreshRedemption::Reused(grant_id) => {
-            // RFC 9700 §4.14.2: reuse of a rotated refresh token means it leaked.
-            ctx.db.grant_revoke(&grant_id).await?;
-            tracing::warn!(client_id = %client.client_id, "rotated refresh token reused; grant revoked");
-            return Err(OAuthError::invalid_grant("refresh token was already used; the grant is revoked"));
-        }
+        RefreshRedemption::Reused(grant_id) => return Err(refresh_reused(ctx, client, &grant_id).await),
     };
     invalid_grant_unless(row.client_id == client.client_id, "refresh token was issued to another client")?;
     invalid_grant_unless(row.expires_at > now, "refresh token expired")?;
@@ -162,10 +188,45 @@ async fn refresh_token(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64
         amr: row.amr,
         acr: row.acr,
     };
-    issue(ctx, client, &user, &grant, now, true).await
+    let minted = mint(ctx, client, &user, &grant, now, true)?;
+    let mut tx = ctx.db.begin().await?;
+    // The grant row first, the order revocation locks in too: a revocation either ran before
+    // (the grant is refused here) or waits until the successor is stored, then takes it along.
+    if !tx.grant_lock(&grant.grant_id, minted.grant_expires_at).await? {
+        tx.rollback().await?;
+        return Err(OAuthError::invalid_grant("the grant is revoked"));
+    }
+    if !tx.refresh_take(&token_hash).await? {
+        tx.rollback().await?;
+        // Rotated away by a concurrent request after our look-up.
+        return Err(refresh_reused(ctx, client, &grant.grant_id).await);
+    }
+    minted.store(&mut tx, now).await?;
+    tx.commit().await?;
+    Ok(minted.response)
 }
 
-async fn issue(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_refresh: bool) -> Result<TokenResponse, OAuthError> {
+/// Signed tokens waiting to be stored with the redemption that yields them.
+struct Minted {
+    response: TokenResponse,
+    access: AccessTokenRow,
+    refresh: Option<NewRefreshToken>,
+    /// When the last of these tokens expires.
+    grant_expires_at: i64,
+}
+
+impl Minted {
+    async fn store(&self, tx: &mut Tx, now: i64) -> Result<(), OAuthError> {
+        tx.access_token_create(&self.access, now).await?;
+        if let Some(r) = &self.refresh {
+            tx.refresh_token_create(r, now).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Signs the tokens of one grant. No I/O: the caller stores them in its transaction.
+fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_refresh: bool) -> Result<Minted, OAuthError> {
     let cfg = ctx.config;
     let jti = random_token(16);
     let at_claims = AccessTokenClaims {
@@ -183,20 +244,15 @@ async fn issue(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64,
     };
     // RFC 9068 §2.1: typ at+jwt, so an access token can never pass for an ID token.
     let access_token = ctx.keys.sign(Alg::RS256, "at+jwt", &at_claims)?;
-    ctx.db
-        .access_token_create(
-            &AccessTokenRow {
-                token_hash: sha256_b64(&access_token),
-                jti,
-                grant_id: g.grant_id.clone(),
-                client_id: client.client_id.clone(),
-                user_id: user.user_id.clone(),
-                scope: g.scope.clone(),
-                expires_at: at_claims.exp,
-            },
-            now,
-        )
-        .await?;
+    let access = AccessTokenRow {
+        token_hash: sha256_b64(&access_token),
+        jti,
+        grant_id: g.grant_id.clone(),
+        client_id: client.client_id.clone(),
+        user_id: user.user_id.clone(),
+        scope: g.scope.clone(),
+        expires_at: at_claims.exp,
+    };
 
     let id_claims = IdTokenClaims {
         iss: cfg.issuer.clone(),
@@ -215,36 +271,38 @@ async fn issue(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64,
     let alg = Alg::parse(&client.id_token_alg).unwrap_or(Alg::RS256);
     let id_token = ctx.keys.sign(alg, "JWT", &id_claims)?;
 
-    let refresh_token = if allow_refresh && client.allows_grant("refresh_token") {
+    let mut grant_expires_at = access.expires_at;
+    let (refresh_token, refresh) = if allow_refresh && client.allows_grant("refresh_token") {
         let token = random_token(32);
-        ctx.db
-            .refresh_token_create(
-                &NewRefreshToken {
-                    token_hash: sha256_b64(&token),
-                    grant_id: g.grant_id.clone(),
-                    client_id: client.client_id.clone(),
-                    user_id: user.user_id.clone(),
-                    scope: g.scope.clone(),
-                    nonce: g.nonce.clone(),
-                    auth_time: g.auth_time,
-                    amr: g.amr.clone(),
-                    acr: g.acr.clone(),
-                    expires_at: now + cfg.refresh_token_ttl,
-                },
-                now,
-            )
-            .await?;
-        Some(token)
+        let row = NewRefreshToken {
+            token_hash: sha256_b64(&token),
+            grant_id: g.grant_id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: user.user_id.clone(),
+            scope: g.scope.clone(),
+            nonce: g.nonce.clone(),
+            auth_time: g.auth_time,
+            amr: g.amr.clone(),
+            acr: g.acr.clone(),
+            expires_at: now + cfg.refresh_token_ttl,
+        };
+        grant_expires_at = grant_expires_at.max(row.expires_at);
+        (Some(token), Some(row))
     } else {
-        None
+        (None, None)
     };
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: cfg.access_token_ttl,
-        id_token: Some(id_token),
-        refresh_token,
-        scope: g.scope.clone(),
+    Ok(Minted {
+        response: TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: cfg.access_token_ttl,
+            id_token: Some(id_token),
+            refresh_token,
+            scope: g.scope.clone(),
+        },
+        access,
+        refresh,
+        grant_expires_at,
     })
 }
 

@@ -1,6 +1,6 @@
 //! Pending authorization requests and issued authorization codes.
 
-use super::{Db, Result, json_list, on_db, parse_list};
+use super::{Db, Result, Tx, json_list, on_db, on_tx, parse_list};
 
 #[derive(Clone, Debug)]
 pub struct AuthRequestRow {
@@ -91,10 +91,11 @@ impl Db {
         }))
     }
 
-    pub async fn auth_request_delete(&self, request_id: &str) -> Result<()> {
-        on_db!(self, pool => sqlx::query("delete from auth_requests where request_id = $1")
+    /// Returns whether the request was still there, so one answer wins a double submit.
+    pub async fn auth_request_delete(&self, request_id: &str) -> Result<bool> {
+        let n = on_db!(self, pool => sqlx::query("delete from auth_requests where request_id = $1")
             .bind(request_id).execute(pool).await?.rows_affected());
-        Ok(())
+        Ok(n > 0)
     }
 
     pub async fn code_create(&self, c: &NewCode, now: i64) -> Result<()> {
@@ -109,16 +110,18 @@ impl Db {
         Ok(())
     }
 
-    /// Takes a code in one conditional update, so of two concurrent redemptions exactly one
-    /// sees it fresh.
-    pub async fn code_redeem(&self, code_hash: &str) -> Result<Redemption> {
-        let taken: Option<CodeRow> = on_db!(self, pool => sqlx::query_as(
-            "update auth_codes set used = $1 where code_hash = $2 and used = 0 \
-             returning grant_id, client_id, user_id, redirect_uri, scope, nonce, code_challenge, \
-             auth_time, amr, acr, expires_at")
-            .bind(CODE_USED).bind(code_hash).fetch_optional(pool).await?);
-        if let Some(r) = taken {
-            return Ok(Redemption::Fresh(Box::new(IssuedCode {
+    /// Looks a code up without taking it: the tokens are signed first, then the code is taken
+    /// and the tokens stored in one transaction ([`Tx::code_take`]). A code already spent is
+    /// marked replayed here.
+    pub async fn code_find(&self, code_hash: &str) -> Result<Redemption> {
+        let found: Option<(i64, CodeRow)> = on_db!(self, pool => sqlx::query_as::<_, UsedCodeRow>(
+            "select used, grant_id, client_id, user_id, redirect_uri, scope, nonce, code_challenge, \
+             auth_time, amr, acr, expires_at from auth_codes where code_hash = $1")
+            .bind(code_hash).fetch_optional(pool).await?)
+        .map(|r| (r.used, r.code));
+        match found {
+            None => Ok(Redemption::Unknown),
+            Some((0, r)) => Ok(Redemption::Fresh(Box::new(IssuedCode {
                 amr: parse_list(&r.amr)?,
                 grant_id: r.grant_id,
                 client_id: r.client_id,
@@ -130,24 +133,44 @@ impl Db {
                 auth_time: r.auth_time,
                 acr: r.acr,
                 expires_at: r.expires_at,
-            })));
+            }))),
+            Some(_) => Ok(match self.code_mark_replayed(code_hash).await? {
+                Some(grant_id) => Redemption::Replayed(grant_id),
+                None => Redemption::Unknown,
+            }),
         }
+    }
+
+    /// Marks a spent code as replayed; returns its grant, for the caller to revoke.
+    pub async fn code_mark_replayed(&self, code_hash: &str) -> Result<Option<String>> {
         let replayed: Option<(String,)> = on_db!(self, pool => sqlx::query_as(
             "update auth_codes set used = $1 where code_hash = $2 returning grant_id")
             .bind(CODE_REPLAYED).bind(code_hash).fetch_optional(pool).await?);
-        Ok(match replayed {
-            Some((grant_id,)) => Redemption::Replayed(grant_id),
-            None => Redemption::Unknown,
-        })
+        Ok(replayed.map(|(g,)| g))
     }
 
-    /// True when someone replayed the code after we took it; the caller then revokes what it
-    /// issued, closing the window between our update and a replayer's revocation.
-    pub async fn code_was_replayed(&self, code_hash: &str) -> Result<bool> {
-        let row: Option<(i64,)> = on_db!(self, pool => sqlx::query_as(
-            "select used from auth_codes where code_hash = $1")
-            .bind(code_hash).fetch_optional(pool).await?);
-        Ok(matches!(row, Some((CODE_REPLAYED,))))
+    /// Spends a code that failed its checks, so it cannot be tried again.
+    pub async fn code_burn(&self, code_hash: &str) -> Result<()> {
+        on_db!(self, pool => sqlx::query("update auth_codes set used = $1 where code_hash = $2 and used = 0")
+            .bind(CODE_USED).bind(code_hash).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct UsedCodeRow {
+    used: i64,
+    #[sqlx(flatten)]
+    code: CodeRow,
+}
+
+impl Tx {
+    /// Takes a code in one conditional update, so of two concurrent redemptions exactly one
+    /// sees it fresh; the other waits on the row until this transaction ends.
+    pub async fn code_take(&mut self, code_hash: &str) -> Result<bool> {
+        let n = on_tx!(self, conn => sqlx::query("update auth_codes set used = $1 where code_hash = $2 and used = 0")
+            .bind(CODE_USED).bind(code_hash).execute(conn).await?.rows_affected());
+        Ok(n == 1)
     }
 }
 

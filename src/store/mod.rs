@@ -9,6 +9,7 @@ mod otp;
 mod sessions;
 mod settings;
 mod tokens;
+mod tx;
 mod users;
 
 pub use clients::{Client, NewClient};
@@ -16,6 +17,8 @@ pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::LoginSession;
 pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};
+pub use tx::Tx;
+pub(crate) use tx::on_tx;
 pub use users::{NewUser, User, normalize_email};
 
 use std::str::FromStr;
@@ -169,7 +172,7 @@ impl Db {
 
     /// Deletes rows whose lifetime is over. Returns how many rows went.
     pub async fn cleanup(&self, now: i64) -> Result<u64> {
-        const STATEMENTS: [&str; 6] = [
+        const STATEMENTS: [&str; 7] = [
             // Expired codes, and spent ones whose minute of replay protection is over.
             "delete from otp_codes where expires_at < $1 or (used = 1 and created_at < $1 - 60)",
             "delete from auth_codes where expires_at < $1",
@@ -177,6 +180,8 @@ impl Db {
             "delete from login_sessions where expires_at < $1",
             "delete from access_tokens where expires_at < $1",
             "delete from refresh_tokens where expires_at < $1",
+            // Every token of a grant has expired by its expires_at.
+            "delete from grants where expires_at < $1",
         ];
         let mut n = 0;
         for sql in STATEMENTS {

@@ -13,3 +13,4 @@ mod flow;
 mod input;
 mod pages;
 mod token_errors;
+mod tokens;
