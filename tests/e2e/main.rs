@@ -7,6 +7,7 @@ mod support;
 
 mod authorize_errors;
 mod cli;
+mod cors;
 mod discovery;
 mod email;
 mod flow;
