@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field, locale};
-use super::login::{Step, complete_login, read_step};
+use super::login::{Step, complete_login, complete_login_confirmed, read_step};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, LOGIN, RESET_PASSWORD, STEP_UP, VERIFY_EMAIL};
 use crate::auth::limits::{self, Verdict};
@@ -33,6 +33,10 @@ struct CodePage<'a> {
     mail_failed: bool,
     new_password: bool,
     back_url: String,
+    /// How long a code lives, for "a code works for N minutes".
+    expires_minutes: i64,
+    /// Where "send a new code" posts; none for the second step, which needs the password again.
+    resend_action: Option<&'a str>,
 }
 
 pub struct CodeView<'a> {
@@ -67,6 +71,13 @@ pub fn render_code_page(app: &AppState, jar: CookieJar, loc: &str, v: CodeView<'
         mail_failed: v.mail_failed,
         new_password: reset,
         back_url: back_url(v.req),
+        expires_minutes: (app.config.otp_ttl + 59) / 60,
+        resend_action: match v.purpose {
+            RESET_PASSWORD => Some(paths::PASSWORD_FORGOT),
+            // A fresh login code also proves the mailbox, so it verifies a new account too.
+            LOGIN | VERIFY_EMAIL => Some(paths::LOGIN_CODE),
+            _ => None,
+        },
     };
     match app.pages.render("code.html", &ctx) {
         Ok(html) => (jar, no_store(Html(html).into_response())).into_response(),
@@ -200,7 +211,7 @@ async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
     if purpose == STEP_UP && spent.browser_hash != browser {
         return Ok(code_again(app, jar, &step, purpose, "code.expired"));
     }
-    finish(app, jar, &user_id, purpose, spent.request_id.as_deref()).await
+    finish(app, jar, &user_id, purpose, spent.request_id.as_deref(), step.loc).await
 }
 
 /// The code form again, saying what went wrong.
@@ -263,10 +274,9 @@ pub(super) async fn check_typed(
 
 /// The code or link proved the user holds the mailbox: the address is verified too, and a
 /// first verification earns the welcome mail.
-async fn finish(app: &AppState, jar: CookieJar, user_id: &str, purpose: &str, req: Option<&str>) -> Result<Response, PageError> {
-    if app.db.user_mark_verified(user_id, app.clock.now()).await?
-        && let Some(user) = app.db.user_get(user_id).await?
-    {
+async fn finish(app: &AppState, jar: CookieJar, user_id: &str, purpose: &str, req: Option<&str>, loc: &str) -> Result<Response, PageError> {
+    let first_verification = app.db.user_mark_verified(user_id, app.clock.now()).await?;
+    if first_verification && let Some(user) = app.db.user_get(user_id).await? {
         let link = format!("{}{}", app.config.issuer, paths::ACCOUNT);
         let loc = user.locale.as_deref().unwrap_or(crate::i18n::DEFAULT_LOCALE);
         notify::send(
@@ -291,6 +301,9 @@ async fn finish(app: &AppState, jar: CookieJar, user_id: &str, purpose: &str, re
         (vec![AMR_OTP.to_owned()], ACR_1FA)
     };
     tracing::info!(user_id = %user_id, purpose, "email code accepted");
+    if purpose == VERIFY_EMAIL {
+        return complete_login_confirmed(app, jar, (user_id, amr, acr), req, loc, "done.signup").await;
+    }
     complete_login(app, jar, user_id, amr, acr, req).await
 }
 
@@ -309,7 +322,7 @@ pub async fn link_get(State(app): State<AppState>, RawQuery(q): RawQuery, header
             .await?
             .ok_or_else(invalid)?;
         let user_id = spent.user_id.clone().ok_or_else(invalid)?;
-        finish(&app, jar, &user_id, &spent.purpose, spent.request_id.as_deref()).await
+        finish(&app, jar, &user_id, &spent.purpose, spent.request_id.as_deref(), loc).await
     }
     .await;
     result.unwrap_or_else(|e| render_page_error(&app, loc, &e))

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::email_code::{CodeView, Typed, check_typed, code_again, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field};
-use super::login::{Step, complete_login, flow_locale, read_step};
+use super::login::{Step, complete_login_confirmed, flow_locale, read_step};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, RESET_PASSWORD};
 use crate::auth::limits::{self, Verdict};
@@ -159,13 +159,13 @@ async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar:
     }
     // The code proved the mailbox: the address is verified, and this browser is logged in.
     app.db.user_mark_verified(&user_id, now).await?;
-    complete_login(
+    complete_login_confirmed(
         app,
         jar,
-        &user_id,
-        vec![AMR_OTP.to_owned()],
-        ACR_1FA,
+        (&user_id, vec![AMR_OTP.to_owned()], ACR_1FA),
         (!req.is_empty()).then_some(req),
+        loc,
+        "done.reset",
     )
     .await
 }
