@@ -11,5 +11,6 @@ mod cors;
 mod discovery;
 mod email;
 mod flow;
+mod page_details;
 mod pages;
 mod token_errors;
