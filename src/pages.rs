@@ -191,6 +191,43 @@ mod tests {
         }
     }
 
+    /// WCAG 2.x relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.03928 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+        };
+        0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+    }
+
+    /// The base style: controls use the page font, links the button colour, input borders
+    /// at least 3:1 against white (WCAG 1.4.11), and a visible focus outline.
+    #[test]
+    fn base_style_meets_the_contrast_rules() {
+        let css = include_str!("../templates/base.html");
+        assert!(css.contains("input,button,select,textarea{font:inherit}"));
+        let rule = |selector: &str| {
+            let at = css.find(&format!("\n{selector}{{")).unwrap_or_else(|| panic!("no rule {selector}"));
+            css[at..].split('}').next().unwrap().to_owned()
+        };
+        let button = rule("button,a.button");
+        let link = rule("a");
+        let button_bg = button.split("background:").nth(1).unwrap()[..7].to_owned();
+        assert_eq!(
+            link.split("color:").nth(1).unwrap()[..7],
+            button_bg,
+            "links share the button colour"
+        );
+        let input = rule("input[type=email],input[type=password],input[type=text]");
+        let border = input.split("border:1px solid ").nth(1).unwrap()[..7].to_owned();
+        let ratio = (1.0 + 0.05) / (luminance(&border) + 0.05);
+        assert!(ratio >= 3.0, "input border {border} is {ratio:.2}:1 against white");
+        let focus = rule(":focus-visible");
+        assert!(focus.contains("outline:3px solid"), "{focus}");
+        let link_ratio = (1.0 + 0.05) / (luminance(&button_bg) + 0.05);
+        assert!(link_ratio >= 4.5, "link text {button_bg} is {link_ratio:.2}:1");
+    }
+
     #[test]
     fn unknown_keys_fail_loudly() {
         let pages = Pages::load(None).unwrap();

@@ -126,7 +126,7 @@ pub async fn send_post(
 async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
     if email.is_empty() || email.len() > 254 {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email").in_flow(Some(&req)));
     }
     let now = app.clock.now();
     if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {

@@ -292,7 +292,16 @@ async fn cli_allowed_origin_is_seen_by_a_running_server(h: &TestServer) {
         assert!(err.contains(bad), "{err}");
     }
     // Nothing half-written: the refused clients left no rows.
-    assert_eq!(h.state.db.client_list().await.unwrap().len(), 1);
+    let clients = h.state.db.client_list().await.unwrap();
+    assert_eq!(clients.len(), 1);
+    // Deleting the client takes its origins with it.
+    let (ok, _, err) = run(&["clients", "delete", &clients[0].client_id]);
+    assert!(ok, "{err}");
+    for o in [origin, "https://app.cli.example"] {
+        assert_eq!(acao(preflight(h, "/token", "POST", o).await.headers()), None, "{o}");
+    }
+    let long = format!("https://{}.example", "a".repeat(300));
+    assert_eq!(acao(preflight(h, "/token", "POST", &long).await.headers()), None);
 }
 
 e2e!(
