@@ -304,7 +304,68 @@ async fn cli_allowed_origin_is_seen_by_a_running_server(h: &TestServer) {
     assert_eq!(acao(preflight(h, "/token", "POST", &long).await.headers()), None);
 }
 
+/// Runs one statement on the test database, outside clef's store.
+async fn raw(h: &TestServer, sql: &'static str) -> i64 {
+    let url = &h.state.config.database_url;
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let n: (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap_or((0,));
+        pool.close().await;
+        n.0
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let n: (i64,) = sqlx::query_as(sql).fetch_one(&pool).await.unwrap_or((0,));
+        pool.close().await;
+        n.0
+    }
+}
+
+/// Instances starting together on a database whose clients predate `0003_cors` all
+/// backfill the origins, and each origin is written once: exactly two at a time, then
+/// eight, over several trials.
+async fn concurrent_backfills_write_each_origin_once(h: &TestServer) {
+    for i in 0..3 {
+        h.client(ClientSpec {
+            name: format!("old{i}"),
+            redirect_uris: vec![format!("https://old{i}.example/cb"), format!("https://old{i}.example/cb2")],
+            ..ClientSpec::default()
+        })
+        .await;
+    }
+    assert_eq!(raw(h, "select count(*) from client_origins").await, 3);
+    let url = h.state.config.database_url.clone();
+    for ways in [2usize, 8] {
+        for trial in 0..4 {
+            // `delete … returning` gives a row on neither backend when empty; the count is 0.
+            raw(h, "delete from client_origins returning 0").await;
+            assert_eq!(raw(h, "select count(*) from client_origins").await, 0);
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..ways {
+                let url = url.clone();
+                set.spawn(async move {
+                    let db = clef::store::Db::connect(&url).await.unwrap();
+                    let r = db.migrate().await;
+                    db.close().await;
+                    r
+                });
+            }
+            let done = tokio::time::timeout(std::time::Duration::from_secs(60), set.join_all())
+                .await
+                .expect("backfills finish");
+            for r in done {
+                r.unwrap_or_else(|e| panic!("{ways}-way trial {trial}: {e}"));
+            }
+            assert_eq!(raw(h, "select count(*) from client_origins").await, 3, "{ways}-way trial {trial}");
+        }
+    }
+    assert_eq!(
+        acao(preflight(h, "/token", "POST", "https://old1.example").await.headers()),
+        Some("https://old1.example")
+    );
+}
+
 e2e!(
+    concurrent_backfills_write_each_origin_once,
     preflight_on_every_json_endpoint,
     actual_requests_echo_only_allowed_origins,
     html_pages_never_get_cors,
