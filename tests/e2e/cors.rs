@@ -94,6 +94,16 @@ async fn preflight_on_every_json_endpoint(h: &TestServer) {
                 assert!(hd.get(&name).is_none(), "{path} {origin} {name}");
             }
         }
+        // No Origin: not a CORS preflight, so the route answers it as any OPTIONS.
+        let bare = http()
+            .request(Method::OPTIONS, h.url(path))
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, *method)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(acao(bare.headers()), None, "{path}");
+        assert!(bare.headers().get(header::ACCESS_CONTROL_ALLOW_METHODS).is_none(), "{path}");
     }
 }
 
