@@ -26,6 +26,8 @@ pub struct ClientSpec {
     pub skip_consent: bool,
     pub id_token_alg: Option<String>,
     pub require_2fa: bool,
+    /// Extra web origins allowed to call the JSON endpoints (CORS), beyond the redirect URIs'.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -45,6 +47,12 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
     for uri in spec.redirect_uris.iter().chain(&spec.post_logout_redirect_uris) {
         redirect_uri::check_registrable(uri).map_err(AdminError::Invalid)?;
     }
+    let allowed_origins = spec
+        .allowed_origins
+        .iter()
+        .map(|o| crate::oauth::origin::check_registrable(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(AdminError::Invalid)?;
     let grant_types = if spec.grant_types.is_empty() {
         vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
     } else {
@@ -78,6 +86,7 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
             skip_consent: spec.skip_consent,
             id_token_alg: alg,
             require_2fa: spec.require_2fa,
+            allowed_origins,
         },
         now,
     )

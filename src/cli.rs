@@ -68,6 +68,11 @@ pub enum ClientsCmd {
         /// Every login for this client needs two factors (password, then an emailed code).
         #[arg(long)]
         require_2fa: bool,
+        /// A web origin (https://app.example) whose browser code may call token, userinfo,
+        /// revocation, introspection, discovery and JWKS (CORS). Repeatable; the redirect
+        /// URIs' origins are always allowed.
+        #[arg(long = "allowed-origin")]
+        allowed_origins: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -238,6 +243,7 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
             skip_consent,
             id_token_signed_response_alg,
             require_2fa,
+            allowed_origins,
             json,
         } => {
             let spec = ClientSpec {
@@ -249,6 +255,7 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                 skip_consent,
                 id_token_alg: id_token_signed_response_alg,
                 require_2fa,
+                allowed_origins,
             };
             let created = crate::admin::create_client(db, &spec, now).await?;
             if json {
@@ -263,23 +270,33 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
         }
         ClientsCmd::List { json } => {
             let list = db.client_list().await?;
+            let mut origins = Vec::with_capacity(list.len());
+            for c in &list {
+                origins.push(db.client_allowed_origins(&c.client_id).await?);
+            }
             if json {
                 let v: Vec<_> = list
                     .iter()
-                    .map(|c| {
+                    .zip(&origins)
+                    .map(|(c, o)| {
                         serde_json::json!({
                             "client_id": c.client_id, "name": c.name, "redirect_uris": c.redirect_uris,
                             "post_logout_redirect_uris": c.post_logout_redirect_uris, "grant_types": c.grant_types,
                             "public": c.is_public, "skip_consent": c.skip_consent, "id_token_signed_response_alg": c.id_token_alg,
-                            "require_2fa": c.require_2fa,
+                            "require_2fa": c.require_2fa, "allowed_origins": o,
                         })
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                for c in list {
+                for (c, o) in list.iter().zip(&origins) {
                     let kind = if c.is_public { "public" } else { "confidential" };
-                    println!("{}\t{}\t{kind}\t{}", c.client_id, c.name, c.redirect_uris.join(" "));
+                    let extra = if o.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\torigins: {}", o.join(" "))
+                    };
+                    println!("{}\t{}\t{kind}\t{}{extra}", c.client_id, c.name, c.redirect_uris.join(" "));
                 }
             }
         }

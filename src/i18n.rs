@@ -40,6 +40,16 @@ impl Catalogues {
             .map(String::as_str)
     }
 
+    /// The text for a count: `{key}.one` or `{key}.other` by the CLDR cardinal rule of the
+    /// locale, with `{n}` replaced by the count.
+    pub fn plural(&self, locale: &str, key: &str, n: i64) -> Option<String> {
+        let category = plural_category(locale, n);
+        let text = self
+            .text(locale, &format!("{key}.{category}"))
+            .or_else(|| self.text(locale, &format!("{key}.other")))?;
+        Some(text.replace("{n}", &n.to_string()))
+    }
+
     pub fn keys(&self, locale: &str) -> Vec<&str> {
         let mut k: Vec<&str> = self
             .0
@@ -48,6 +58,19 @@ impl Catalogues {
             .unwrap_or_default();
         k.sort_unstable();
         k
+    }
+}
+
+/// CLDR cardinal plural rules for integers (unicode.org/cldr, plurals.xml): English "one"
+/// is exactly 1; French "one" is 0 and 1. French "many" (whole millions) reads well as
+/// "other" in our texts, so it is not told apart.
+pub fn plural_category(locale: &str, n: i64) -> &'static str {
+    let i = n.unsigned_abs();
+    match locale {
+        "fr" if i <= 1 => "one",
+        "fr" => "other",
+        _ if i == 1 => "one",
+        _ => "other",
     }
 }
 
@@ -89,6 +112,57 @@ mod tests {
         let c = Catalogues::load(None).unwrap();
         assert_eq!(c.keys("en"), c.keys("fr"));
         assert!(c.keys("en").len() > 20);
+    }
+
+    #[test]
+    fn plural_rules() {
+        for (locale, n, want) in [
+            ("en", 0, "other"),
+            ("en", 1, "one"),
+            ("en", 2, "other"),
+            ("en", 21, "other"),
+            ("fr", 0, "one"),
+            ("fr", 1, "one"),
+            ("fr", 2, "other"),
+            ("fr", 1_000_000, "other"),
+        ] {
+            assert_eq!(plural_category(locale, n), want, "{locale} {n}");
+        }
+        let c = Catalogues::load(None).unwrap();
+        assert_eq!(c.plural("en", "limited.retry_in", 1).unwrap(), "Try again in 1 minute.");
+        assert_eq!(c.plural("en", "limited.retry_in", 0).unwrap(), "Try again in 0 minutes.");
+        assert_eq!(c.plural("fr", "limited.retry_in", 0).unwrap(), "Réessayez dans 0 minute.");
+        assert_eq!(c.plural("fr", "limited.retry_in", 5).unwrap(), "Réessayez dans 5 minutes.");
+    }
+
+    /// The typography rules of both catalogues: plurals instead of "(s)", every plural with
+    /// both forms, and French high punctuation after a narrow no-break space (U+202F).
+    #[test]
+    fn catalogue_typography() {
+        let c = Catalogues::load(None).unwrap();
+        for locale in LOCALES {
+            for key in c.keys(locale) {
+                let text = c.text(locale, key).unwrap();
+                assert!(!text.contains("(s)") && !text.contains("(e)"), "{locale} {key}: use a plural key");
+                if let Some(stem) = key.strip_suffix(".one") {
+                    assert!(c.text(locale, &format!("{stem}.other")).is_some(), "{locale} {stem}.other");
+                }
+                if let Some(stem) = key.strip_suffix(".other") {
+                    assert!(c.text(locale, &format!("{stem}.one")).is_some(), "{locale} {stem}.one");
+                }
+                if *locale == "fr" {
+                    let chars: Vec<char> = text.chars().collect();
+                    for (i, ch) in chars.iter().enumerate() {
+                        if matches!(ch, '?' | '!' | ':' | ';') {
+                            assert!(i > 0 && chars[i - 1] == '\u{202F}', "fr {key}: U+202F before {ch:?} in {text:?}");
+                        }
+                    }
+                    assert!(!text.contains(" ?") && !text.contains('\u{A0}'), "fr {key}");
+                } else {
+                    assert!(!text.contains('\u{202F}'), "{locale} {key}: French spacing in English");
+                }
+            }
+        }
     }
 
     #[test]

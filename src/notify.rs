@@ -41,6 +41,17 @@ impl Kind {
             Kind::LoginCode | Kind::StepUp | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
         }
     }
+    /// The HTML mail's button: what pressing it does, as an action.
+    fn button(self) -> &'static str {
+        match self {
+            Kind::LoginCode | Kind::Locked | Kind::AccountExists => "mail.button.sign_in",
+            Kind::StepUp => "mail.button.finish_sign_in",
+            Kind::VerifyEmail => "mail.button.verify",
+            Kind::SignupOffer => "mail.button.create_account",
+            Kind::Welcome => "mail.button.account",
+            Kind::PasswordChanged | Kind::ResetPassword => "mail.button.reset",
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -51,6 +62,7 @@ struct MailCtx<'a> {
     code: Option<&'a str>,
     link: Option<&'a str>,
     link_label: &'static str,
+    button: &'static str,
     issuer: &'a str,
 }
 
@@ -107,6 +119,7 @@ fn render(pages: &Pages, issuer: &str, kind: Kind, to: &str, locale: &str, code:
         code,
         link,
         link_label: kind.link_label(),
+        button: kind.button(),
         issuer,
     };
     let (text, html) = match (pages.render("email/message.txt", &ctx), pages.render("email/message.html", &ctx)) {

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
 use serde::Serialize;
 
@@ -21,6 +22,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("code.html", include_str!("../templates/pages/code.html")),
     ("forgot.html", include_str!("../templates/pages/forgot.html")),
     ("limited.html", include_str!("../templates/pages/limited.html")),
+    ("done.html", include_str!("../templates/pages/done.html")),
     ("email/message.txt", include_str!("../templates/email/message.txt")),
     ("email/message.html", include_str!("../templates/email/message.html")),
 ];
@@ -43,14 +45,24 @@ impl Pages {
             env.add_template_owned(*name, src).map_err(|e| format!("template {name}: {e}"))?;
         }
         let cats = catalogues.clone();
-        env.add_function("t", move |state: &State, key: &str| -> Result<String, Error> {
+        // `t("key")`, or `t("key", n=3)` for a count (`key.one` / `key.other`); other keyword
+        // arguments fill `{name}` placeholders. The result is escaped like any value.
+        env.add_function("t", move |state: &State, key: &str, kwargs: Kwargs| -> Result<String, Error> {
             let locale = state
                 .lookup("locale")
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_else(|| DEFAULT_LOCALE.to_owned());
-            cats.text(&locale, key)
-                .map(str::to_owned)
-                .ok_or_else(|| Error::new(ErrorKind::UndefinedError, format!("no text for {key:?}")))
+            let missing = || Error::new(ErrorKind::UndefinedError, format!("no text for {key:?}"));
+            let mut text = match kwargs.get::<Option<i64>>("n")? {
+                Some(n) => cats.plural(&locale, key, n).ok_or_else(missing)?,
+                None => cats.text(&locale, key).map(str::to_owned).ok_or_else(missing)?,
+            };
+            for name in kwargs.args().filter(|a| *a != "n") {
+                let value: Value = kwargs.get(name)?;
+                text = text.replace(&format!("{{{name}}}"), &value.to_string());
+            }
+            kwargs.assert_all_used()?;
+            Ok(text)
         });
         Ok(Pages { env, catalogues })
     }
@@ -93,6 +105,9 @@ mod tests {
                     "new_password": true, "back_url": "/login", "mail_failed": true, "minutes": 1,
                     "kind": "mail.login_code", "link_label": "mail.link_label", "subject": "s", "issuer": "https://id.example",
                     "code": "123456", "link": "https://id.example/login/link?token=x",
+                    "detail_link": error.is_some(), "links": [{"href": "/login?req=r", "label": "error.to_login"}, {"href": "/account", "label": "error.to_account"}],
+                    "expires_minutes": 10, "resend_action": error.map(|_| "/login/code"), "confirmed": "done.signup", "next_url": "/account",
+                    "button": "mail.button.sign_in",
                 });
                 for (name, _) in EMBEDDED {
                     let html = pages.render(name, &ctx).unwrap_or_else(|e| panic!("{name} in {locale}: {e:#}"));
@@ -102,6 +117,115 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The page details users asked for, in both languages: counts as plurals, error pages
+    /// with a way forward, the code page naming the address with a resend form, mail
+    /// buttons that name an action with the plain URL under them.
+    #[test]
+    fn page_details_render_in_both_languages() {
+        let pages = Pages::load(None).unwrap();
+        // minijinja escapes "/" too; the assertions read the page as a browser would.
+        let render = |name: &str, ctx: serde_json::Value| pages.render(name, &ctx).unwrap().replace("&#x2f;", "/");
+        for (locale, minute, minutes) in [
+            ("en", "Try again in 1 minute.", "Try again in 5 minutes."),
+            ("fr", "Réessayez dans 1 minute.", "Réessayez dans 5 minutes."),
+        ] {
+            let limited = |n: i64| {
+                render(
+                    "limited.html",
+                    serde_json::json!({"locale": locale, "message": "limited.too_many_tries", "minutes": n, "back_url": "/login"}),
+                )
+            };
+            assert!(limited(1).contains(minute), "{locale}");
+            assert!(limited(5).contains(minutes), "{locale}");
+            assert!(!limited(5).contains("(s)"));
+
+            let code = render(
+                "code.html",
+                serde_json::json!({
+                    "locale": locale, "action": "/login/code/verify", "csrf": "c", "req": "r", "email": "ana@example.test",
+                    "purpose": "login", "notice": "code.sent", "error": null, "mail_failed": false, "new_password": false,
+                    "back_url": "/login?req=r", "expires_minutes": 1, "resend_action": "/login/code",
+                }),
+            );
+            assert!(code.contains("<strong class=\"address\">ana@example.test</strong>"), "{code}");
+            assert!(code.contains("action=\"/login/code\""), "a resend form: {code}");
+            assert!(code.contains(if locale == "en" {
+                "works for 1 minute."
+            } else {
+                "valable 1 minute."
+            }));
+
+            let error = render(
+                "error.html",
+                serde_json::json!({
+                    "locale": locale, "message": "error.wrong_address", "detail": "https://id.example/login", "detail_link": true,
+                    "links": [{"href": "https://id.example/login", "label": "error.open_login_here"}],
+                }),
+            );
+            assert!(
+                error.contains("<a href=\"https://id.example/login\">https://id.example/login</a>"),
+                "{error}"
+            );
+            assert!(error.contains("class=\"button\" href=\"https://id.example/login\""), "{error}");
+
+            let mail = render(
+                "email/message.html",
+                serde_json::json!({
+                    "locale": locale, "kind": "mail.verify_email", "subject": "s", "code": "123456",
+                    "link": "https://id.example/login/link?token=x", "link_label": "mail.link_label",
+                    "button": "mail.button.verify", "issuer": "https://id.example",
+                }),
+            );
+            let label = if locale == "en" {
+                "Verify my address"
+            } else {
+                "Confirmer mon adresse"
+            };
+            assert!(mail.contains(&format!(">{label}</a>")), "{mail}");
+            assert!(
+                mail.contains(">https://id.example/login/link?token=x</a>"),
+                "the plain URL below: {mail}"
+            );
+        }
+    }
+
+    /// WCAG 2.x relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.03928 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) }
+        };
+        0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+    }
+
+    /// The base style: controls use the page font, links the button colour, input borders
+    /// at least 3:1 against white (WCAG 1.4.11), and a visible focus outline.
+    #[test]
+    fn base_style_meets_the_contrast_rules() {
+        let css = include_str!("../templates/base.html");
+        assert!(css.contains("input,button,select,textarea{font:inherit}"));
+        let rule = |selector: &str| {
+            let at = css.find(&format!("\n{selector}{{")).unwrap_or_else(|| panic!("no rule {selector}"));
+            css[at..].split('}').next().unwrap().to_owned()
+        };
+        let button = rule("button,a.button");
+        let link = rule("a");
+        let button_bg = button.split("background:").nth(1).unwrap()[..7].to_owned();
+        assert_eq!(
+            link.split("color:").nth(1).unwrap()[..7],
+            button_bg,
+            "links share the button colour"
+        );
+        let input = rule("input[type=email],input[type=password],input[type=text]");
+        let border = input.split("border:1px solid ").nth(1).unwrap()[..7].to_owned();
+        let ratio = (1.0 + 0.05) / (luminance(&border) + 0.05);
+        assert!(ratio >= 3.0, "input border {border} is {ratio:.2}:1 against white");
+        let focus = rule(":focus-visible");
+        assert!(focus.contains("outline:3px solid"), "{focus}");
+        let link_ratio = (1.0 + 0.05) / (luminance(&button_bg) + 0.05);
+        assert!(link_ratio >= 4.5, "link text {button_bg} is {link_ratio:.2}:1");
     }
 
     #[test]

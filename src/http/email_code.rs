@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field, locale};
-use super::login::{Step, complete_login, read_step};
+use super::login::{Step, complete_login, complete_login_confirmed, read_step};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, LOGIN, RESET_PASSWORD, STEP_UP, VERIFY_EMAIL};
 use crate::auth::limits::{self, Verdict};
@@ -33,6 +33,10 @@ struct CodePage<'a> {
     mail_failed: bool,
     new_password: bool,
     back_url: String,
+    /// How long a code lives, for "a code works for N minutes".
+    expires_minutes: i64,
+    /// Where "send a new code" posts; none for the second step, which needs the password again.
+    resend_action: Option<&'a str>,
 }
 
 pub struct CodeView<'a> {
@@ -67,6 +71,13 @@ pub fn render_code_page(app: &AppState, jar: CookieJar, loc: &str, v: CodeView<'
         mail_failed: v.mail_failed,
         new_password: reset,
         back_url: back_url(v.req),
+        expires_minutes: (app.config.otp_ttl + 59) / 60,
+        resend_action: match v.purpose {
+            RESET_PASSWORD => Some(paths::PASSWORD_FORGOT),
+            // A fresh login code also proves the mailbox, so it verifies a new account too.
+            LOGIN | VERIFY_EMAIL => Some(paths::LOGIN_CODE),
+            _ => None,
+        },
     };
     match app.pages.render("code.html", &ctx) {
         Ok(html) => (jar, no_store(Html(html).into_response())).into_response(),
@@ -115,7 +126,7 @@ pub async fn send_post(
 async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
     if email.is_empty() || email.len() > 254 {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email").in_flow(Some(&req)));
     }
     let now = app.clock.now();
     if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
@@ -203,7 +214,7 @@ async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
     }
     // A pending password survives only a verification code typed where it was chosen.
     let keep = purpose == VERIFY_EMAIL && same_browser;
-    finish(app, jar, &user_id, purpose, keep, spent.request_id.as_deref()).await
+    finish(app, jar, &user_id, purpose, keep, spent.request_id.as_deref(), step.loc).await
 }
 
 /// The code form again, saying what went wrong.
@@ -279,6 +290,7 @@ async fn finish(
     purpose: &str,
     keep_pending_password: bool,
     req: Option<&str>,
+    loc: &str,
 ) -> Result<Response, PageError> {
     if app.db.user_verify_email(user_id, keep_pending_password, app.clock.now()).await?
         && let Some(user) = app.db.user_get(user_id).await?
@@ -307,6 +319,9 @@ async fn finish(
         (vec![AMR_OTP.to_owned()], ACR_1FA)
     };
     tracing::info!(user_id = %user_id, purpose, "email code accepted");
+    if purpose == VERIFY_EMAIL {
+        return complete_login_confirmed(app, jar, (user_id, amr, acr), req, loc, "done.signup").await;
+    }
     complete_login(app, jar, user_id, amr, acr, req).await
 }
 
@@ -327,7 +342,7 @@ pub async fn link_get(State(app): State<AppState>, RawQuery(q): RawQuery, header
         let user_id = spent.user_id.clone().ok_or_else(invalid)?;
         // Links work only in the browser that asked (`take_link`).
         let keep = spent.purpose == VERIFY_EMAIL;
-        finish(&app, jar, &user_id, &spent.purpose, keep, spent.request_id.as_deref()).await
+        finish(&app, jar, &user_id, &spent.purpose, keep, spent.request_id.as_deref(), loc).await
     }
     .await;
     result.unwrap_or_else(|e| render_page_error(&app, loc, &e))

@@ -7,6 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::oauth::{ErrorCode, OAuthError};
+use crate::paths;
 
 /// RFC 6749 §5.2 statuses, one arm per code so a new code cannot fall through silently.
 pub fn status_of(code: ErrorCode) -> StatusCode {
@@ -68,6 +69,8 @@ pub struct PageError {
     pub status: StatusCode,
     pub message: &'static str,
     pub detail: Option<String>,
+    /// The authorization request the page served, for a way back into it.
+    pub req: Option<String>,
 }
 
 impl PageError {
@@ -76,7 +79,14 @@ impl PageError {
             status,
             message,
             detail: None,
+            req: None,
         }
+    }
+
+    /// Ties the error to a live authorization request: its page links back into the flow.
+    pub fn in_flow(mut self, req: Option<&str>) -> PageError {
+        self.req = req.filter(|r| !r.is_empty()).map(str::to_owned);
+        self
     }
     pub fn internal(err: impl std::fmt::Display) -> PageError {
         let reference = crate::oauth::error::log_internal(err);
@@ -84,6 +94,7 @@ impl PageError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             message: "error.internal",
             detail: Some(format!("[REF:{reference}]")),
+            req: None,
         }
     }
 }
@@ -105,6 +116,47 @@ struct ErrorPage<'a> {
     locale: &'a str,
     message: &'a str,
     detail: Option<&'a str>,
+    /// `detail` is a URL of ours to show as a link (the issuer's sign-in page).
+    detail_link: bool,
+    /// Ways forward, the first one the main button.
+    links: Vec<Link>,
+}
+
+#[derive(serde::Serialize)]
+struct Link {
+    href: String,
+    label: &'static str,
+}
+
+fn link(href: impl Into<String>, label: &'static str) -> Link {
+    Link { href: href.into(), label }
+}
+
+/// Every error page ends with a way forward. Only our own pages are linked: a client's
+/// redirect URI is never trusted here, since these pages show exactly when it was not
+/// validated (RFC 6749 §4.1.2.1) or when the request it belonged to is gone.
+fn ways_forward(e: &PageError) -> Vec<Link> {
+    let login = match &e.req {
+        Some(r) => format!("{}?req={}", paths::LOGIN, urlencode(r)),
+        None => paths::LOGIN.to_owned(),
+    };
+    match e.message {
+        "error.wrong_address" => vec![link(e.detail.clone().unwrap_or(login), "error.open_login_here")],
+        "code.link_invalid" | "code.expired" => vec![link(login, "error.new_code")],
+        "error.request_expired"
+        | "error.missing_client_id"
+        | "error.unknown_client"
+        | "error.missing_redirect_uri"
+        | "error.redirect_uri_mismatch"
+        | "error.repeated_parameter" => vec![link(paths::LOGIN, "error.start_again"), link(paths::ACCOUNT, "error.to_account")],
+        "error.logout_redirect" => vec![link(paths::ACCOUNT, "error.to_account")],
+        "error.internal" | "signup.try_again" => vec![link(login, "error.try_again")],
+        _ => vec![link(login, "error.to_login"), link(paths::ACCOUNT, "error.to_account")],
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 pub fn render_page_error(app: &AppState, locale: &str, e: &PageError) -> Response {
@@ -116,9 +168,11 @@ pub fn render_page_error(app: &AppState, locale: &str, e: &PageError) -> Respons
                 locale,
                 message: e.message,
                 detail: e.detail.as_deref(),
+                detail_link: e.message == "error.wrong_address" && e.detail.is_some(),
+                links: ways_forward(e),
             },
         )
-        .unwrap_or_else(|_| "<!doctype html><title>Error</title><p>Error</p>".to_owned());
+        .unwrap_or_else(|_| "<!doctype html><title>Error</title><p>Error</p><p><a href=\"/login\">Sign in</a></p>".to_owned());
     no_store((e.status, Html(html)).into_response())
 }
 

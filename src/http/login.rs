@@ -45,7 +45,8 @@ pub(super) async fn read_form(
         extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
         extract::BodyError::NotForm | extract::BodyError::ControlChar => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
     })?;
-    csrf_guard(app, jar, headers, field(&pairs, "csrf"))?;
+    // A refused form keeps its way back into the sign-in request it came from.
+    csrf_guard(app, jar, headers, field(&pairs, "csrf")).map_err(|e| e.in_flow(field(&pairs, "req")))?;
     Ok(pairs)
 }
 
@@ -332,6 +333,56 @@ pub(super) async fn complete_login(
     Ok((jar, no_store(Redirect::to(&next).into_response())).into_response())
 }
 
+#[derive(Serialize)]
+struct DonePage<'a> {
+    locale: &'a str,
+    /// `done.signup` or `done.reset`: the title and text keys.
+    confirmed: &'a str,
+    email: Option<&'a str>,
+    next_url: String,
+}
+
+/// Ends a login that also finished something the user should see confirmed (a verified
+/// sign-up, a new password): the same session as `complete_login`, then a page saying so
+/// with a button to where the redirect would have gone.
+pub(super) async fn complete_login_confirmed(
+    app: &AppState,
+    jar: CookieJar,
+    login: (&str, Vec<String>, &str),
+    req: Option<&str>,
+    loc: &str,
+    done: &str,
+) -> Result<Response, PageError> {
+    let (user_id, amr, acr) = login;
+    let redirect = complete_login(app, jar, user_id, amr, acr, req).await?;
+    let Some(next_url) = redirect
+        .headers()
+        .get(axum::http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return Ok(redirect);
+    };
+    let email = app.db.user_get(user_id).await?.map(|u| u.email);
+    let ctx = DonePage {
+        locale: loc,
+        confirmed: done,
+        email: email.as_deref(),
+        next_url,
+    };
+    let html = app.pages.render("done.html", &ctx).map_err(PageError::internal)?;
+    // Keep the session cookie `complete_login` set, swap the redirect for the page.
+    let (mut parts, _) = redirect.into_parts();
+    parts.status = StatusCode::OK;
+    parts.headers.remove(axum::http::header::LOCATION);
+    let mut resp = Response::from_parts(parts, Body::from(html));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    Ok(no_store(resp))
+}
+
 /// What every code and reset form starts from.
 pub(super) struct Step {
     pub pairs: Vec<(String, String)>,
@@ -429,7 +480,8 @@ pub async fn signup_get(State(app): State<AppState>, RawQuery(q): RawQuery, head
     };
     let loc = locale(&headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
     if !app.config.signup_open {
-        return render_page_error(&app, loc, &PageError::new(StatusCode::FORBIDDEN, "signup.closed"));
+        let closed = PageError::new(StatusCode::FORBIDDEN, "signup.closed").in_flow(f.as_ref().map(|f| f.req_id.as_str()));
+        return render_page_error(&app, loc, &closed);
     }
     let req = f.as_ref().map(|f| f.req_id.as_str()).unwrap_or("");
     let (jar, csrf) = csrf_token(&app, jar);
@@ -477,7 +529,7 @@ async fn signup_post_inner(
     let f = flow(app, field(&pairs, "req")).await?;
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
     if !app.config.signup_open {
-        return Err(PageError::new(StatusCode::FORBIDDEN, "signup.closed"));
+        return Err(PageError::new(StatusCode::FORBIDDEN, "signup.closed").in_flow(f.as_ref().map(|f| f.req_id.as_str())));
     }
     let req = f.as_ref().map(|f| f.req_id.as_str()).unwrap_or("");
     let email = normalize_email(field(&pairs, "email").unwrap_or(""));

@@ -1,6 +1,7 @@
 //! axum only: extract, call the protocol code, render. No SQL, no protocol rules.
 
 mod authorize;
+mod cors;
 mod discovery;
 mod email_code;
 mod error;
@@ -22,16 +23,20 @@ use crate::paths;
 pub use error::PageError;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // The JSON endpoints a browser app calls from its own origin; the pages get no CORS.
+    let cors_routes = Router::new()
         .route(paths::DISCOVERY, get(discovery::openid_configuration))
         .route(paths::AS_METADATA, get(discovery::openid_configuration))
         .route(paths::JWKS, get(discovery::jwks))
-        .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
-        .route(paths::AUTHORIZE_RESUME, get(authorize::resume))
         .route(paths::TOKEN, axum::routing::post(token::post))
         .route(paths::REVOKE, axum::routing::post(token::revoke))
         .route(paths::INTROSPECT, axum::routing::post(token::introspect))
         .route(paths::USERINFO, get(userinfo::get).post(userinfo::post))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
+    Router::new()
+        .merge(cors_routes)
+        .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
+        .route(paths::AUTHORIZE_RESUME, get(authorize::resume))
         .route(paths::LOGIN, get(login::login_get).post(login::login_post))
         .route(paths::LOGIN_CODE, axum::routing::post(email_code::send_post))
         .route(paths::LOGIN_CODE_VERIFY, axum::routing::post(email_code::verify_post))

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::email_code::{CodeView, Typed, check_typed, code_again, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field};
-use super::login::{Step, complete_login, flow_locale, read_step};
+use super::login::{Step, complete_login_confirmed, flow_locale, read_step};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, RESET_PASSWORD};
 use crate::auth::limits::{self, Verdict};
@@ -71,7 +71,7 @@ pub async fn forgot_post(
 async fn forgot_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
     if email.is_empty() || email.len() > 254 {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email").in_flow(Some(&req)));
     }
     let now = app.clock.now();
     if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
@@ -157,13 +157,13 @@ async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar:
     }
     // The code proved the mailbox: the address is verified, and this browser is logged in.
     app.db.user_verify_email(&user_id, true, now).await?;
-    complete_login(
+    complete_login_confirmed(
         app,
         jar,
-        &user_id,
-        vec![AMR_OTP.to_owned()],
-        ACR_1FA,
+        (&user_id, vec![AMR_OTP.to_owned()], ACR_1FA),
         (!req.is_empty()).then_some(req),
+        loc,
+        "done.reset",
     )
     .await
 }

@@ -6,6 +6,7 @@ pub mod client_auth;
 pub mod error;
 pub mod introspect;
 pub mod metadata;
+pub mod origin;
 pub mod pkce;
 pub mod redirect_uri;
 pub mod scope;

@@ -37,6 +37,8 @@ pub struct NewClient {
     pub skip_consent: bool,
     pub id_token_alg: String,
     pub require_2fa: bool,
+    /// Extra web origins for CORS, normalised; the redirect URIs' origins are added on write.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -77,24 +79,80 @@ const COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, post_logout_
     grant_types, is_public, skip_consent, id_token_alg, require_2fa, created_at";
 
 impl Db {
+    /// The client row and its CORS origins in one transaction: an instance never sees a
+    /// client without its origins.
     pub async fn client_create(&self, c: &NewClient, now: i64) -> Result<()> {
         let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
-        on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(&c.client_id)
-            .bind(&c.secret_hash)
-            .bind(&c.name)
-            .bind(json_list(&c.redirect_uris))
-            .bind(json_list(&c.post_logout_redirect_uris))
-            .bind(json_list(&c.grant_types))
-            .bind(i64::from(c.is_public))
-            .bind(i64::from(c.skip_consent))
-            .bind(&c.id_token_alg)
-            .bind(i64::from(c.require_2fa))
-            .bind(now)
-            .execute(pool)
-            .await
-            .map_err(|e| on_unique(e, "a client with this id already exists"))?
-            .rows_affected());
+        let derived = crate::oauth::origin::for_client(&c.redirect_uris, &[]);
+        let origins: Vec<(String, bool)> = crate::oauth::origin::for_client(&c.redirect_uris, &c.allowed_origins)
+            .into_iter()
+            .map(|o| {
+                let explicit = !derived.contains(&o);
+                (o, explicit)
+            })
+            .collect();
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&c.client_id)
+                .bind(&c.secret_hash)
+                .bind(&c.name)
+                .bind(json_list(&c.redirect_uris))
+                .bind(json_list(&c.post_logout_redirect_uris))
+                .bind(json_list(&c.grant_types))
+                .bind(i64::from(c.is_public))
+                .bind(i64::from(c.skip_consent))
+                .bind(&c.id_token_alg)
+                .bind(i64::from(c.require_2fa))
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| on_unique(e, "a client with this id already exists"))?;
+            for (origin, explicit) in &origins {
+                sqlx::query("insert into client_origins (origin, client_id, explicit) values ($1, $2, $3)")
+                    .bind(origin)
+                    .bind(&c.client_id)
+                    .bind(i64::from(*explicit))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Whether some client lists this normalised origin. Asked only for requests that carry
+    /// `Origin`, so discovery and JWKS without one cost no query.
+    pub async fn origin_allowed(&self, origin: &str) -> Result<bool> {
+        let row: Option<(String,)> = on_db!(self, pool =>
+            sqlx::query_as("select origin from client_origins where origin = $1 limit 1")
+                .bind(origin).fetch_optional(pool).await?);
+        Ok(row.is_some())
+    }
+
+    /// The operator's extra origins of a client (`clients list`).
+    pub async fn client_allowed_origins(&self, client_id: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = on_db!(self, pool =>
+            sqlx::query_as("select origin from client_origins where client_id = $1 and explicit = 1 order by origin")
+                .bind(client_id).fetch_all(pool).await?);
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Clients registered before `0003_cors` get their redirect URIs' origins once.
+    pub(super) async fn client_origins_backfill(&self) -> Result<()> {
+        let sql = format!(
+            "select {COLUMNS} from clients c where not exists \
+             (select 1 from client_origins o where o.client_id = c.client_id)"
+        );
+        let rows: Vec<ClientRow> = on_db!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(pool).await?);
+        for c in rows.into_iter().map(Client::try_from) {
+            let c = c?;
+            for origin in crate::oauth::origin::for_client(&c.redirect_uris, &[]) {
+                on_db!(self, pool => sqlx::query(
+                    "insert into client_origins (origin, client_id, explicit) values ($1, $2, 0) on conflict do nothing")
+                    .bind(&origin).bind(&c.client_id).execute(pool).await?.rows_affected());
+            }
+        }
         Ok(())
     }
 
@@ -118,5 +176,40 @@ impl Db {
             return Err(StoreError::NotFound("client"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client written before `0003_cors` has no origin rows; the next migrate adds its
+    /// redirect URIs' origins, once.
+    #[tokio::test]
+    async fn migrate_backfills_origins_of_older_clients() {
+        let db = Db::connect("sqlite::memory:").await.unwrap();
+        db.migrate().await.unwrap();
+        let c = NewClient {
+            client_id: "c1".into(),
+            secret_hash: None,
+            name: "old".into(),
+            redirect_uris: vec!["https://old.example/cb".into(), "com.example.app:/cb".into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec!["authorization_code".into()],
+            is_public: true,
+            skip_consent: false,
+            id_token_alg: "RS256".into(),
+            require_2fa: false,
+            allowed_origins: vec!["https://extra.example".into()],
+        };
+        db.client_create(&c, 1).await.unwrap();
+        assert!(db.origin_allowed("https://extra.example").await.unwrap());
+        assert_eq!(db.client_allowed_origins("c1").await.unwrap(), ["https://extra.example"]);
+        on_db!(&db, pool => sqlx::query("delete from client_origins").execute(pool).await.unwrap().rows_affected());
+        assert!(!db.origin_allowed("https://old.example").await.unwrap());
+        db.migrate().await.unwrap();
+        db.migrate().await.unwrap();
+        assert!(db.origin_allowed("https://old.example").await.unwrap());
+        assert!(!db.origin_allowed("https://extra.example").await.unwrap());
     }
 }

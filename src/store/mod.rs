@@ -158,7 +158,7 @@ impl Db {
             }
             Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
-        Ok(())
+        self.client_origins_backfill().await
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -367,7 +367,9 @@ async fn signup_verifies_the_email_then_welcomes(h: &TestServer) {
     assert!(!user.email_verified, "unverified until the code comes back");
     let mail = h.mail.last_to("new@example.test");
     assert_eq!(mail.subject, "Confirm your email address");
-    let consent = b.follow(b.submit(&sent, &[("code", &mail.six_digit_code())]).await).await;
+    let done = b.submit(&sent, &[("code", &mail.six_digit_code())]).await;
+    assert!(done.body.contains("Your account is ready"), "a visible confirmation: {}", done.body);
+    let consent = b.press_continue(&done).await;
     assert_eq!(
         h.mail.last_to("new@example.test").subject,
         "Welcome",

@@ -7,10 +7,12 @@ mod support;
 
 mod authorize_errors;
 mod cli;
+mod cors;
 mod discovery;
 mod email;
 mod flow;
 mod input;
+mod page_details;
 mod pages;
 mod token_errors;
 mod tokens;

@@ -55,6 +55,19 @@ impl Page {
         html_unescape(&self.body[at..at + end])
     }
 
+    /// The targets of the page's link buttons (`<a class="button…" href>`), in page order.
+    pub fn button_links(&self) -> Vec<String> {
+        self.body
+            .split("<a class=\"button")
+            .skip(1)
+            .filter_map(|rest| {
+                let at = rest.find("href=\"")? + 6;
+                let end = rest[at..].find('"')?;
+                Some(html_unescape(&rest[at..at + end]))
+            })
+            .collect()
+    }
+
     pub fn location_param(&self, name: &str) -> Option<String> {
         let loc = self.location.as_ref()?;
         let url = reqwest::Url::parse(loc).ok()?;
@@ -158,6 +171,13 @@ impl Browser {
             }
         }
         panic!("redirect loop");
+    }
+
+    /// From a confirmation page, presses its main button and follows our redirects.
+    pub async fn press_continue(&self, page: &Page) -> Page {
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let next = page.button_links().into_iter().next().expect("a continue button");
+        self.follow(self.get(&next).await).await
     }
 
     /// Submits the page's form with its hidden fields plus `fields`.
