@@ -18,6 +18,7 @@ pub enum Kind {
     AccountExists,
     ResetPassword,
     PasswordChanged,
+    CodesLocked,
 }
 
 impl Kind {
@@ -32,12 +33,13 @@ impl Kind {
             Kind::AccountExists => "mail.account_exists",
             Kind::ResetPassword => "mail.reset_password",
             Kind::PasswordChanged => "mail.password_changed",
+            Kind::CodesLocked => "mail.codes_locked",
         }
     }
     fn link_label(self) -> &'static str {
         match self {
             Kind::SignupOffer => "mail.signup_link_label",
-            Kind::Locked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
+            Kind::Locked | Kind::CodesLocked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
             Kind::LoginCode | Kind::StepUp | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
         }
     }

@@ -1,21 +1,21 @@
 //! Hosted pages: log in, sign up, consent, account. Plain forms, no JavaScript needed.
 
 use axum::body::Body;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
+use super::client_ip::ClientIp;
 use super::authorize::{current_session, issue_code, load_request, respond_error};
 use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_guard, csrf_token, field, locale};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
-use crate::auth::limits::{self, Verdict};
+use crate::auth::limits::{self, Gate, Verdict};
 use crate::auth::{Outcome, password};
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, AMR_PASSWORD};
@@ -144,17 +144,17 @@ pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, heade
 
 pub async fn login_post(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientIp,
     headers: HeaderMap,
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    page_or_error(&app, &headers, login_post_inner(&app, peer, &headers, jar, body).await)
+    page_or_error(&app, &headers, login_post_inner(&app, ip, &headers, jar, body).await)
 }
 
 async fn login_post_inner(
     app: &AppState,
-    peer: SocketAddr,
+    client_ip: ClientIp,
     headers: &HeaderMap,
     jar: CookieJar,
     body: Body,
@@ -164,66 +164,78 @@ async fn login_post_inner(
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
     let email = normalize_email(field(&pairs, "email").unwrap_or(""));
     let password = field(&pairs, "password").unwrap_or("");
-    let ip = peer.ip().to_string();
+    let ip = client_ip.to_string();
     let now = app.clock.now();
     let l = &app.config.limits;
     // Limits first: a locked account or a noisy address costs no argon2 work.
-    if let Verdict::Limited { retry_after } = limits::password_gate(&app.db, l, &email, &ip, now).await? {
-        tracing::info!("password login refused: locked or limited");
-        let mut resp = render_login(
-            app,
-            jar,
-            StatusCode::TOO_MANY_REQUESTS,
-            f.as_ref(),
-            loc,
-            &email,
-            Some("login.locked"),
-        );
-        if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    let (refusal, retry_after) = match limits::password_gate(&app.db, l, &email, &ip, now).await? {
+        Gate::Open(reservation) => {
+            let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
+                Outcome::Done { user_id } => {
+                    reservation.succeeded().await?;
+                    user_id
+                }
+                Outcome::Retry => {
+                    tracing::info!(client_ip = %client_ip, "password login failed");
+                    if reservation.failed(l, now).await?
+                        && let Some(user) = app.db.user_by_email(&email).await?
+                    {
+                        tracing::warn!(user_id = %user.user_id, client_ip = %client_ip, "password login locked after repeated failures");
+                        let link = format!("{}{}", app.config.issuer, paths::LOGIN);
+                        let mail_loc = user.locale.as_deref().unwrap_or(loc);
+                        notify::send(
+                            &app.pages,
+                            &app.mailer,
+                            &app.config.issuer,
+                            Kind::Locked,
+                            &user.email,
+                            mail_loc,
+                            None,
+                            Some(&link),
+                        )
+                        .await;
+                    }
+                    return Ok(render_login(
+                        app,
+                        jar,
+                        StatusCode::OK,
+                        f.as_ref(),
+                        loc,
+                        &email,
+                        Some("login.failed"),
+                    ));
+                }
+            };
+            return finish_password(app, jar, f.as_ref(), &user_id, &email, loc).await;
         }
-        return Ok(resp);
-    }
-    let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
-        Outcome::Done { user_id } => user_id,
-        Outcome::Retry => {
-            tracing::info!("password login failed");
-            if limits::password_failed(&app.db, l, &email, &ip, now).await?
-                && let Some(user) = app.db.user_by_email(&email).await?
-            {
-                tracing::warn!(user_id = %user.user_id, "password login locked after repeated failures");
-                let link = format!("{}{}", app.config.issuer, paths::LOGIN);
-                let mail_loc = user.locale.as_deref().unwrap_or(loc);
-                notify::send(
-                    &app.pages,
-                    &app.mailer,
-                    &app.config.issuer,
-                    Kind::Locked,
-                    &user.email,
-                    mail_loc,
-                    None,
-                    Some(&link),
-                )
-                .await;
-            }
-            return Ok(render_login(
-                app,
-                jar,
-                StatusCode::OK,
-                f.as_ref(),
-                loc,
-                &email,
-                Some("login.failed"),
-            ));
-        }
+        Gate::AccountLocked { retry_after } => ("login.locked", retry_after),
+        Gate::AddressLimited { retry_after } => ("login.ip_limited", retry_after),
+        Gate::Busy => ("login.busy", 5),
     };
-    limits::password_cleared(&app.db, &email).await?;
-    let req = f.as_ref().map(|f| f.req_id.as_str());
-    if f.as_ref().is_some_and(|f| f.wants_2fa) {
-        return step_up(app, jar, &user_id, &email, req.unwrap_or(""), loc).await;
+    // Which limit applies is said: the account's lock, or this address's throttle.
+    tracing::info!(client_ip = %client_ip, limit = refusal, "password login refused before hashing");
+    let mut resp = render_login(app, jar, StatusCode::TOO_MANY_REQUESTS, f.as_ref(), loc, &email, Some(refusal));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    Ok(resp)
+}
+
+/// A right password: the second step when asked for, else the login is complete.
+async fn finish_password(
+    app: &AppState,
+    jar: CookieJar,
+    f: Option<&Flow>,
+    user_id: &str,
+    email: &str,
+    loc: &str,
+) -> Result<Response, PageError> {
+    let req = f.map(|f| f.req_id.as_str());
+    if f.is_some_and(|f| f.wants_2fa) {
+        return step_up(app, jar, user_id, email, req.unwrap_or(""), loc).await;
     }
     tracing::info!(user_id = %user_id, "password login succeeded");
-    complete_login(app, jar, &user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
+    complete_login(app, jar, user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
 }
 
 /// Password accepted, a second factor asked for: an emailed code bound to this browser.
@@ -399,17 +411,17 @@ fn plausible_email(e: &str) -> bool {
 
 pub async fn signup_post(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ip: ClientIp,
     headers: HeaderMap,
     jar: CookieJar,
     body: Body,
 ) -> Response {
-    page_or_error(&app, &headers, signup_post_inner(&app, peer, &headers, jar, body).await)
+    page_or_error(&app, &headers, signup_post_inner(&app, ip, &headers, jar, body).await)
 }
 
 async fn signup_post_inner(
     app: &AppState,
-    peer: SocketAddr,
+    ip: ClientIp,
     headers: &HeaderMap,
     jar: CookieJar,
     body: Body,
@@ -445,7 +457,7 @@ async fn signup_post_inner(
         return Ok(page(app, jar, StatusCode::OK, "signup.html", &ctx, loc));
     }
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &ip.to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
     }
     // Hash before looking the email up, so a taken address costs the same time as a new one.
