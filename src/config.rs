@@ -261,12 +261,18 @@ impl RawConfig {
         };
         let mut trusted_proxies = Vec::new();
         for p in self.trusted_proxies.unwrap_or_default() {
-            trusted_proxies.push(parse_net(&p).ok_or_else(|| bad("CLEF_TRUSTED_PROXIES", format!("{p:?} is not an address or CIDR range")))?);
+            trusted_proxies
+                .push(parse_net(&p).ok_or_else(|| bad("CLEF_TRUSTED_PROXIES", format!("{p:?} is not an address or CIDR range")))?);
         }
         let forwarded_header = match self.forwarded_header.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
             Some("forwarded") => ForwardedHeader::Forwarded,
-            Some(other) => return Err(bad("CLEF_FORWARDED_HEADER", format!("{other:?} is neither x-forwarded-for nor forwarded"))),
+            Some(other) => {
+                return Err(bad(
+                    "CLEF_FORWARDED_HEADER",
+                    format!("{other:?} is neither x-forwarded-for nor forwarded"),
+                ));
+            }
         };
         Ok(Config {
             smtp_url: self.smtp_url.map(Secret::new),
@@ -353,12 +359,44 @@ mod tests {
             (&[("CLEF_SIGNUP", "maybe")][..], "CLEF_SIGNUP"),
             (&[("CLEF_DATABASE_URL", "mysql://x")][..], "CLEF_DATABASE_URL"),
             (&[("CLEF_SESSION_TTL", "-5")][..], "CLEF_SESSION_TTL"),
+            (&[("CLEF_TRUSTED_PROXIES", "10.0.0.1, nginx")][..], "CLEF_TRUSTED_PROXIES"),
+            (&[("CLEF_TRUSTED_PROXIES", "10.0.0.0/33")][..], "CLEF_TRUSTED_PROXIES"),
+            (&[("CLEF_FORWARDED_HEADER", "x-real-ip")][..], "CLEF_FORWARDED_HEADER"),
+            (&[("CLEF_IP_FAILURE_LIMIT", "0")][..], "CLEF_IP_FAILURE_LIMIT"),
         ] {
             let leaked: &'static [(&'static str, &'static str)] = Box::leak(pairs.to_vec().into_boxed_slice());
             let mut raw = RawConfig::default();
             let err = raw.apply_env(env_of(leaked)).and_then(|_| raw.validate().map(|_| ())).unwrap_err();
             assert_eq!(err.setting, setting);
         }
+    }
+
+    #[test]
+    fn trusted_proxies_and_limits() {
+        let c = RawConfig::default().validate().unwrap();
+        assert!(c.trusted_proxies.is_empty(), "no proxy is trusted unless configured");
+        assert_eq!(c.forwarded_header, ForwardedHeader::XForwardedFor);
+        assert_eq!(
+            (
+                c.limits.ip_login_failures,
+                c.limits.ip_code_sends_per_minute,
+                c.limits.ip_code_checks_per_minute,
+                c.limits.code_failures
+            ),
+            (50, 30, 40, 100)
+        );
+        let mut raw = RawConfig::default();
+        raw.apply_env(env_of(&[
+            ("CLEF_TRUSTED_PROXIES", "127.0.0.1, 10.1.2.3/8 fd00::/8,::1"),
+            ("CLEF_FORWARDED_HEADER", "Forwarded"),
+        ]))
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8", "::1/128"]);
+        assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
+        let toml: RawConfig = toml::from_str("trusted_proxies = [\"192.168.0.0/16\"]").unwrap();
+        assert_eq!(toml.validate().unwrap().trusted_proxies.len(), 1);
     }
 
     #[test]

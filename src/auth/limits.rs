@@ -155,9 +155,13 @@ pub fn lock_left(row: Option<LimitRow>, cap: i64, window: i64, now: i64) -> Opti
 pub enum Gate {
     Open(Reservation),
     /// Too many failures for this account: its owner is told by mail when it locks.
-    AccountLocked { retry_after: i64 },
+    AccountLocked {
+        retry_after: i64,
+    },
     /// Too many failures from this client address, whatever the account.
-    AddressLimited { retry_after: i64 },
+    AddressLimited {
+        retry_after: i64,
+    },
     /// Checks in flight could lock the account and did not finish in time.
     Busy,
 }
@@ -188,12 +192,13 @@ impl Reservation {
     /// A wrong password. Returns true when this failure locked the account.
     pub async fn failed(mut self, limits: &Limits, now: i64) -> Result<bool, AuthError> {
         if let Some(b) = self.ip.take() {
-            self.db.limit_release_failed(&b, limits.lockout, limits.ip_login_failures, now).await?;
+            self.db
+                .limit_release_failed(&b, limits.lockout, limits.ip_login_failures, now)
+                .await?;
         }
         match self.account.take() {
             // Reservations keep the count exact, so one failure only can be the one that locks.
-            Some(b) => Ok(self.db.limit_release_failed(&b, limits.lockout, limits.login_failures, now).await?
-                == limits.login_failures),
+            Some(b) => Ok(self.db.limit_release_failed(&b, limits.lockout, limits.login_failures, now).await? == limits.login_failures),
             None => Ok(false),
         }
     }

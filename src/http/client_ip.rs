@@ -46,7 +46,12 @@ impl FromRequestParts<AppState> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<ClientIp, Infallible> {
-        let r = resolve(peer(parts), &parts.headers, &app.config.trusted_proxies, app.config.forwarded_header);
+        let r = resolve(
+            peer(parts),
+            &parts.headers,
+            &app.config.trusted_proxies,
+            app.config.forwarded_header,
+        );
         Ok(ClientIp(r.ip))
     }
 }
@@ -99,11 +104,18 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted_nets: &[IpNet], which:
             let hops: Vec<Option<IpAddr>> = values(headers, "x-forwarded-for")
                 .flat_map(|v| v.split(',').map(node).collect::<Vec<_>>())
                 .collect();
-            let proto = values(headers, "x-forwarded-proto").flat_map(|v| v.split(',')).last().map(str::trim).map(str::to_owned);
+            let proto = values(headers, "x-forwarded-proto")
+                .flat_map(|v| v.split(','))
+                .last()
+                .map(str::trim)
+                .map(str::to_owned);
             (hops, proto)
         }
         ForwardedHeader::Forwarded => {
-            let elements: Vec<Element> = values(headers, "forwarded").flat_map(|v| split_quoted(v, ',')).map(element).collect();
+            let elements: Vec<Element> = values(headers, "forwarded")
+                .flat_map(|v| split_quoted(v, ','))
+                .map(element)
+                .collect();
             let proto = elements.last().and_then(|e| e.proto.clone());
             (elements.into_iter().map(|e| e.for_.and_then(|f| node(&f))).collect(), proto)
         }
@@ -209,7 +221,12 @@ fn node(s: &str) -> Option<IpAddr> {
 
 /// A port, or an obfuscated port (`_abc`, RFC 7239 §6.3).
 fn port(p: &str) -> bool {
-    p.parse::<u16>().is_ok() || (p.starts_with('_') && p.len() > 1 && p[1..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'))
+    p.parse::<u16>().is_ok()
+        || (p.starts_with('_')
+            && p.len() > 1
+            && p[1..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'))
 }
 
 #[cfg(test)]
@@ -246,7 +263,12 @@ mod tests {
     fn untrusted_peer_headers_are_ignored() {
         assert_eq!(xff(&[], &[("x-forwarded-for", "203.0.113.9")]), ip(PROXY));
         assert_eq!(fwd(&["192.168.0.0/16"], &[("forwarded", "for=203.0.113.9")]), ip(PROXY));
-        let r = resolve(ip(PROXY), &headers(&[("x-forwarded-proto", "https")]), &[], ForwardedHeader::XForwardedFor);
+        let r = resolve(
+            ip(PROXY),
+            &headers(&[("x-forwarded-proto", "https")]),
+            &[],
+            ForwardedHeader::XForwardedFor,
+        );
         assert_eq!(r.https, None);
     }
 
@@ -336,10 +358,16 @@ mod tests {
         let t = nets(&["10.0.0.0/8"]);
         let r = |pairs: &[(&'static str, &str)], w| resolve(ip(PROXY), &headers(pairs), &t, w).https;
         assert_eq!(r(&[("x-forwarded-proto", "https")], ForwardedHeader::XForwardedFor), Some(true));
-        assert_eq!(r(&[("x-forwarded-proto", "https, http")], ForwardedHeader::XForwardedFor), Some(false));
+        assert_eq!(
+            r(&[("x-forwarded-proto", "https, http")], ForwardedHeader::XForwardedFor),
+            Some(false)
+        );
         assert_eq!(r(&[], ForwardedHeader::XForwardedFor), None);
         assert_eq!(
-            r(&[("forwarded", "for=1.2.3.4;proto=http, for=5.6.7.8;proto=HTTPS")], ForwardedHeader::Forwarded),
+            r(
+                &[("forwarded", "for=1.2.3.4;proto=http, for=5.6.7.8;proto=HTTPS")],
+                ForwardedHeader::Forwarded
+            ),
             Some(true)
         );
     }

@@ -101,13 +101,7 @@ pub fn render_limited(app: &AppState, loc: &str, message: &str, retry_after: i64
 
 /// POST /login/code — "email me a code". The answer is the same whether or not the address
 /// has an account, and so is the work: a code row is written either way.
-pub async fn send_post(
-    State(app): State<AppState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
+pub async fn send_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, send_inner(&app, ip, &headers, jar, body).await)
 }
 
@@ -173,13 +167,7 @@ async fn send_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: Cook
 }
 
 /// POST /login/code/verify — a typed code, for passwordless login or the second step.
-pub async fn verify_post(
-    State(app): State<AppState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
+pub async fn verify_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, verify_inner(&app, ip, &headers, jar, body).await)
 }
 
@@ -240,11 +228,23 @@ pub(super) async fn check_typed(
         CodeGate::Allowed { failures } => failures,
         CodeGate::Wait { retry_after } => {
             tracing::info!(client_ip = %ip, "code checks limited");
-            return Ok(Typed::Page(render_limited(app, step.loc, "limited.too_many_tries", retry_after, &step.req)));
+            return Ok(Typed::Page(render_limited(
+                app,
+                step.loc,
+                "limited.too_many_tries",
+                retry_after,
+                &step.req,
+            )));
         }
         CodeGate::Locked { retry_after } => {
             tracing::info!(client_ip = %ip, "code checks locked after consecutive wrong codes");
-            return Ok(Typed::Page(render_limited(app, step.loc, "limited.codes_locked", retry_after, &step.req)));
+            return Ok(Typed::Page(render_limited(
+                app,
+                step.loc,
+                "limited.codes_locked",
+                retry_after,
+                &step.req,
+            )));
         }
     };
     let typed = field(&step.pairs, "code").unwrap_or("");

@@ -8,8 +8,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::client_ip::ClientIp;
 use super::authorize::{current_session, issue_code, load_request, respond_error};
+use super::client_ip::ClientIp;
 use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_guard, csrf_token, field, locale};
@@ -142,13 +142,7 @@ pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, heade
     render_login(&app, jar, StatusCode::OK, f.as_ref(), loc, &email, None)
 }
 
-pub async fn login_post(
-    State(app): State<AppState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
+pub async fn login_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, login_post_inner(&app, ip, &headers, jar, body).await)
 }
 
@@ -409,23 +403,11 @@ fn plausible_email(e: &str) -> bool {
         && !e.contains(char::is_whitespace)
 }
 
-pub async fn signup_post(
-    State(app): State<AppState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
+pub async fn signup_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, signup_post_inner(&app, ip, &headers, jar, body).await)
 }
 
-async fn signup_post_inner(
-    app: &AppState,
-    ip: ClientIp,
-    headers: &HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Result<Response, PageError> {
+async fn signup_post_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let pairs = read_form(app, headers, &jar, body).await?;
     let f = flow(app, field(&pairs, "req")).await?;
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));

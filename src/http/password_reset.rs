@@ -8,8 +8,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::email_code::{CodeView, Typed, check_typed, code_again, render_code_page, render_limited};
 use super::client_ip::ClientIp;
+use super::email_code::{CodeView, Typed, check_typed, code_again, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field};
 use super::login::{Step, complete_login, flow_locale, read_step};
@@ -57,13 +57,7 @@ pub async fn forgot_get(State(app): State<AppState>, RawQuery(q): RawQuery, head
 }
 
 /// POST /password/forgot — same answer and same work whether or not the address is known.
-pub async fn forgot_post(
-    State(app): State<AppState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
+pub async fn forgot_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, forgot_inner(&app, ip, &headers, jar, body).await)
 }
 
@@ -113,13 +107,7 @@ async fn forgot_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: Co
 }
 
 /// POST /password/reset — the code and the new password together.
-pub async fn reset_post(
-    State(app): State<AppState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
+pub async fn reset_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, reset_inner(&app, ip, &headers, jar, body).await)
 }
 

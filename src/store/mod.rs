@@ -12,8 +12,8 @@ mod tokens;
 mod users;
 
 pub use clients::{Client, NewClient};
-pub use limits::LimitRow;
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
+pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::LoginSession;
 pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};

@@ -133,10 +133,11 @@ impl Form {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let mut r = http
-            .post(format!("{}/login", self.base))
-            .header("cookie", &self.cookie)
-            .form(&[("csrf", self.csrf.as_str()), ("email", email), ("password", password)]);
+        let mut r = http.post(format!("{}/login", self.base)).header("cookie", &self.cookie).form(&[
+            ("csrf", self.csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ]);
         if let Some(c) = client {
             r = r.header("x-forwarded-for", c);
         }
@@ -158,7 +159,11 @@ async fn parallel(form: &std::sync::Arc<Form>, n: usize, client: &str, email: &s
     let mut set = tokio::task::JoinSet::new();
     for i in 0..n {
         let (form, client, email) = (form.clone(), client.to_owned(), email.to_owned());
-        let password = if password.is_empty() { format!("wrong {i}") } else { password.to_owned() };
+        let password = if password.is_empty() {
+            format!("wrong {i}")
+        } else {
+            password.to_owned()
+        };
         set.spawn(async move { form.login(Some(&client), &email, &password).await });
     }
     let mut out = Vec::new();
@@ -239,7 +244,10 @@ async fn address_throttle_holds_at_its_limit(backend: Backend) {
     assert_eq!(count(&answers, Answer::AddressLimited), 4, "{answers:?}");
     // The address is throttled for everyone, a right password included, and nobody is mailed;
     // other addresses are not.
-    assert_eq!(form.login(Some("203.0.113.50"), "victim@example.test", PW).await, Answer::AddressLimited);
+    assert_eq!(
+        form.login(Some("203.0.113.50"), "victim@example.test", PW).await,
+        Answer::AddressLimited
+    );
     assert_eq!(locked_mails(&h, "victim@example.test"), 0);
     assert_eq!(form.login(Some("203.0.113.51"), "victim@example.test", PW).await, Answer::In);
     // The throttle lifts after its window.
@@ -262,7 +270,11 @@ async fn concurrent_right_passwords_all_succeed(backend: Backend) {
     // both get in (the failures leave room for one check; the other waits for it).
     for trial in 0..6 {
         for _ in 0..4 {
-            assert_eq!(form.login(Some("203.0.113.8"), "busy@example.test", "no").await, Answer::Wrong, "trial {trial}");
+            assert_eq!(
+                form.login(Some("203.0.113.8"), "busy@example.test", "no").await,
+                Answer::Wrong,
+                "trial {trial}"
+            );
         }
         let answers = parallel(&form, 2, "203.0.113.8", "busy@example.test", PW).await;
         assert_eq!(answers, [Answer::In, Answer::In], "trial {trial}");
@@ -355,6 +367,41 @@ async fn long_emails_do_not_grow_limit_rows(backend: Backend) {
     h.finish().await;
 }
 
+/// One office address asks codes for many people: the address has its own, larger budget.
+async fn code_sends_budget_per_address(backend: Backend) {
+    let h = trusting(backend, |raw| raw.ip_code_send_limit = Some(6)).await;
+    let nginx = Nginx::start(&h.issuer).await;
+    let b = Browser::new(&nginx.base);
+    let csrf = b.get("/login").await.input("csrf").unwrap();
+    let send = |client: &'static str, email: String| {
+        let (b, csrf) = (&b, csrf.clone());
+        async move {
+            let form = [("csrf", csrf.as_str()), ("email", email.as_str())];
+            let page = b.post_with("/login/code", &form, &[("x-forwarded-for", client)]).await;
+            page.status.as_u16()
+        }
+    };
+    // Six people behind one address each get a code; the per-email limit (3) is not the bound.
+    for i in 0..6 {
+        assert_eq!(send("203.0.113.60", format!("p{i}@example.test")).await, 200);
+    }
+    assert_eq!(
+        send("203.0.113.60", "p6@example.test".into()).await,
+        429,
+        "the address budget holds"
+    );
+    assert_eq!(
+        send("203.0.113.61", "p6@example.test".into()).await,
+        200,
+        "another address is not limited"
+    );
+    // The per-email limit (3, the refused ask included) still holds across addresses.
+    assert_eq!(send("192.0.2.1", "p6@example.test".into()).await, 200);
+    assert_eq!(send("192.0.2.2", "p6@example.test".into()).await, 429);
+    drop(nginx);
+    h.finish().await;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Code {
     In,
@@ -369,7 +416,9 @@ enum Code {
 async fn try_code(h: &TestServer, email: &str, typed: &str) -> Code {
     let b = h.browser();
     let login = b.get("/login").await;
-    let page = b.post("/login/code", &[("csrf", &login.input("csrf").unwrap()), ("email", email)]).await;
+    let page = b
+        .post("/login/code", &[("csrf", &login.input("csrf").unwrap()), ("email", email)])
+        .await;
     assert_eq!(page.status, 200, "{}", page.body);
     let right = if typed.is_empty() {
         h.mail.last_to(email).six_digit_code()
@@ -429,7 +478,12 @@ async fn code_guesses_escalate_per_account(backend: Backend) {
     }
     assert_eq!(seen[0], seen[1], "an unknown address answers like a known one");
     assert_eq!(seen[0].last(), Some(&Code::Locked));
-    let told = h.mail.to("guessed@example.test").into_iter().filter(|m| m.subject.contains("emailed code paused")).count();
+    let told = h
+        .mail
+        .to("guessed@example.test")
+        .into_iter()
+        .filter(|m| m.subject.contains("emailed code paused"))
+        .count();
     assert_eq!(told, 1, "the owner is told once");
     // A right password lifts the code lock.
     let form = Form::get(&h.issuer).await;
@@ -462,4 +516,5 @@ both!(
     forwarded_https_makes_cookies_secure,
     long_emails_do_not_grow_limit_rows,
     code_guesses_escalate_per_account,
+    code_sends_budget_per_address,
 );
