@@ -16,7 +16,7 @@ const STALE: i64 = 60;
 
 /// How long a password login waits for the checks of the same account (or address) already in
 /// flight, when those could lock it, before it gives up with "busy".
-const MAX_WAIT: Duration = Duration::from_secs(10);
+const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Wrong codes per account (the tries of one code) before the back-off starts.
 const FREE_CODE_FAILURES: i64 = 5;
@@ -238,31 +238,52 @@ pub async fn password_gate(db: &Db, limits: &Limits, email: &str, ip: &str, now:
         email: email.to_owned(),
     };
     let (ipb, accb) = (ip_bucket(ip), account_bucket(email));
+    let ip_cap = limits.ip_login_failures;
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
     let mut pause = Duration::from_millis(5);
     loop {
-        if r.ip.is_none() {
-            if db.limit_reserve(&ipb, limits.lockout, limits.ip_login_failures, STALE, now).await? {
+        // One conditional write per try; between tries, waiting is by reads only, so many
+        // waiters on one account do not queue writes on its row.
+        let (bucket, cap) = if r.ip.is_none() {
+            (&ipb, ip_cap)
+        } else {
+            (&accb, limits.login_failures)
+        };
+        if db.limit_reserve(bucket, limits.lockout, cap, STALE, now).await? {
+            if r.ip.is_none() {
                 r.ip = Some(ipb.clone());
-            } else if let Some(retry_after) = lock_left(db.limit_get(&ipb).await?, limits.ip_login_failures, limits.lockout, now) {
-                return Ok(Gate::AddressLimited { retry_after });
+                continue;
             }
+            r.account = Some(accb);
+            return Ok(Gate::Open(r));
         }
-        if r.ip.is_some() {
-            if db.limit_reserve(&accb, limits.lockout, limits.login_failures, STALE, now).await? {
-                r.account = Some(accb);
-                return Ok(Gate::Open(r));
+        loop {
+            let row = db.limit_get(bucket).await?;
+            if let Some(retry_after) = lock_left(row, cap, limits.lockout, now) {
+                return Ok(if r.ip.is_none() {
+                    Gate::AddressLimited { retry_after }
+                } else {
+                    Gate::AccountLocked { retry_after }
+                });
             }
-            if let Some(retry_after) = lock_left(db.limit_get(&accb).await?, limits.login_failures, limits.lockout, now) {
-                return Ok(Gate::AccountLocked { retry_after });
+            if has_room(row, cap, limits.lockout, now) {
+                break;
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Gate::Busy);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Ok(Gate::Busy);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(100));
     }
+}
+
+/// Whether a reservation would be taken now (the same rule as `Db::limit_reserve`).
+fn has_room(row: Option<LimitRow>, cap: i64, window: i64, now: i64) -> bool {
+    let Some(r) = row else { return true };
+    let hits = if r.window_start <= now - window { 0 } else { r.hits };
+    let inflight = if r.inflight_at <= now - STALE { 0 } else { r.inflight };
+    hits + inflight < cap
 }
 
 /// After a password reset: the account's slate is clean.
@@ -315,5 +336,25 @@ mod tests {
         assert_eq!(lock_left(row(5, 1000), 5, 900, 1000), Some(900));
         assert_eq!(lock_left(row(5, 1000), 5, 900, 1899), Some(1));
         assert_eq!(lock_left(row(5, 1000), 5, 900, 1900), None);
+    }
+
+    #[test]
+    fn room_counts_failures_and_live_reservations() {
+        let row = |hits, inflight, inflight_at| {
+            Some(LimitRow {
+                hits,
+                window_start: 1000,
+                inflight,
+                inflight_at,
+            })
+        };
+        assert!(has_room(None, 5, 900, 1000));
+        assert!(has_room(row(2, 2, 1000), 5, 900, 1000));
+        assert!(!has_room(row(2, 3, 1000), 5, 900, 1000), "in-flight checks could reach the cap");
+        assert!(
+            has_room(row(2, 3, 1000), 5, 900, 1000 + STALE),
+            "reservations of a dead instance lapse"
+        );
+        assert!(has_room(row(5, 0, 1000), 5, 900, 1900), "a lapsed window forgets its failures");
     }
 }
