@@ -493,6 +493,50 @@ async fn code_guesses_escalate_per_account(backend: Backend) {
     h.finish().await;
 }
 
+/// A login whose client hangs up mid-check gives its places back; places left by a crashed
+/// instance (never settled, never dropped) lapse after a minute.
+async fn abandoned_reservations_are_given_back(backend: Backend) {
+    use clef::auth::limits::{Gate, password_gate};
+    let h = TestServer::start(backend).await;
+    let (db, l) = (&h.state.db, &h.state.config.limits);
+    let probes = || async {
+        let mut total = 0;
+        for _ in 0..12 {
+            // The release is spawned by Drop: give it a moment.
+            let gate = password_gate(db, l, "probe@example.test", "192.0.2.9", h.clock.now())
+                .await
+                .unwrap();
+            let Gate::Open(r) = gate else {
+                panic!("the probe is never refused")
+            };
+            drop(r);
+            total += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        total
+    };
+    // Had the dropped places stayed taken, the 6th probe would wait 30 s and be refused.
+    assert_eq!(probes().await, 12);
+    // A crash: five places taken and never settled or dropped.
+    for _ in 0..5 {
+        match password_gate(db, l, "crash@example.test", "192.0.2.10", h.clock.now())
+            .await
+            .unwrap()
+        {
+            Gate::Open(r) => std::mem::forget(r),
+            _ => panic!("five places are free"),
+        }
+    }
+    h.clock.advance(61);
+    assert!(matches!(
+        password_gate(db, l, "crash@example.test", "192.0.2.10", h.clock.now())
+            .await
+            .unwrap(),
+        Gate::Open(_)
+    ));
+    h.finish().await;
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite { $(
@@ -517,4 +561,5 @@ both!(
     long_emails_do_not_grow_limit_rows,
     code_guesses_escalate_per_account,
     code_sends_budget_per_address,
+    abandoned_reservations_are_given_back,
 );
