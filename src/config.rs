@@ -47,6 +47,12 @@ pub struct RawConfig {
     pub code_verify_limit: Option<i64>,
     pub login_failure_limit: Option<i64>,
     pub lockout: Option<i64>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub forwarded_header: Option<String>,
+    pub ip_failure_limit: Option<i64>,
+    pub ip_code_send_limit: Option<i64>,
+    pub ip_code_verify_limit: Option<i64>,
+    pub code_failure_limit: Option<i64>,
 }
 
 /// Every setting with its environment name, in the order README documents them.
@@ -72,6 +78,12 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_CODE_VERIFY_LIMIT", "code_verify_limit"),
     ("CLEF_LOGIN_FAILURE_LIMIT", "login_failure_limit"),
     ("CLEF_LOCKOUT", "lockout"),
+    ("CLEF_TRUSTED_PROXIES", "trusted_proxies"),
+    ("CLEF_FORWARDED_HEADER", "forwarded_header"),
+    ("CLEF_IP_FAILURE_LIMIT", "ip_failure_limit"),
+    ("CLEF_IP_CODE_SEND_LIMIT", "ip_code_send_limit"),
+    ("CLEF_IP_CODE_VERIFY_LIMIT", "ip_code_verify_limit"),
+    ("CLEF_CODE_FAILURE_LIMIT", "code_failure_limit"),
 ];
 
 #[derive(Clone, Debug)]
@@ -99,6 +111,17 @@ pub struct Config {
     pub outbox_dir: PathBuf,
     pub otp_ttl: i64,
     pub limits: Limits,
+    /// Peers whose forwarding headers are believed; empty: every header is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// Which header a trusted proxy maintains. Only that one is read: a proxy that appends to
+/// `X-Forwarded-For` passes a client's own `Forwarded` header through untouched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    XForwardedFor,
+    Forwarded,
 }
 
 /// The security limits, each per minute or per window, shared by every instance.
@@ -112,6 +135,14 @@ pub struct Limits {
     pub login_failures: i64,
     /// Lockout window and duration, seconds.
     pub lockout: i64,
+    /// Failed password logins per client address in one lockout window (a NAT office).
+    pub ip_login_failures: i64,
+    /// Codes sent per client address per minute.
+    pub ip_code_sends_per_minute: i64,
+    /// Code checks per client address per minute.
+    pub ip_code_checks_per_minute: i64,
+    /// Consecutive wrong codes per account, across codes, before code login locks.
+    pub code_failures: i64,
 }
 
 impl RawConfig {
@@ -150,6 +181,14 @@ impl RawConfig {
                 "CLEF_CODE_VERIFY_LIMIT" => self.code_verify_limit = Some(int()?),
                 "CLEF_LOGIN_FAILURE_LIMIT" => self.login_failure_limit = Some(int()?),
                 "CLEF_LOCKOUT" => self.lockout = Some(int()?),
+                "CLEF_TRUSTED_PROXIES" => {
+                    self.trusted_proxies = Some(v.split([',', ' ']).filter(|p| !p.is_empty()).map(str::to_owned).collect())
+                }
+                "CLEF_FORWARDED_HEADER" => self.forwarded_header = Some(v),
+                "CLEF_IP_FAILURE_LIMIT" => self.ip_failure_limit = Some(int()?),
+                "CLEF_IP_CODE_SEND_LIMIT" => self.ip_code_send_limit = Some(int()?),
+                "CLEF_IP_CODE_VERIFY_LIMIT" => self.ip_code_verify_limit = Some(int()?),
+                "CLEF_CODE_FAILURE_LIMIT" => self.code_failure_limit = Some(int()?),
                 _ => {}
             }
         }
@@ -215,6 +254,25 @@ impl RawConfig {
             code_checks_per_minute: ttl("CLEF_CODE_VERIFY_LIMIT", self.code_verify_limit, 4)?,
             login_failures: ttl("CLEF_LOGIN_FAILURE_LIMIT", self.login_failure_limit, 5)?,
             lockout: ttl("CLEF_LOCKOUT", self.lockout, 900)?,
+            ip_login_failures: ttl("CLEF_IP_FAILURE_LIMIT", self.ip_failure_limit, 50)?,
+            ip_code_sends_per_minute: ttl("CLEF_IP_CODE_SEND_LIMIT", self.ip_code_send_limit, 30)?,
+            ip_code_checks_per_minute: ttl("CLEF_IP_CODE_VERIFY_LIMIT", self.ip_code_verify_limit, 40)?,
+            code_failures: ttl("CLEF_CODE_FAILURE_LIMIT", self.code_failure_limit, 100)?,
+        };
+        let mut trusted_proxies = Vec::new();
+        for p in self.trusted_proxies.unwrap_or_default() {
+            trusted_proxies
+                .push(parse_net(&p).ok_or_else(|| bad("CLEF_TRUSTED_PROXIES", format!("{p:?} is not an address or CIDR range")))?);
+        }
+        let forwarded_header = match self.forwarded_header.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+            Some("forwarded") => ForwardedHeader::Forwarded,
+            Some(other) => {
+                return Err(bad(
+                    "CLEF_FORWARDED_HEADER",
+                    format!("{other:?} is neither x-forwarded-for nor forwarded"),
+                ));
+            }
         };
         Ok(Config {
             smtp_url: self.smtp_url.map(Secret::new),
@@ -237,8 +295,20 @@ impl RawConfig {
             refresh_token_ttl: ttl("CLEF_REFRESH_TOKEN_TTL", self.refresh_token_ttl, 30 * 24 * 3600)?,
             max_concurrent_hashes: max_hashes as usize,
             log: self.log.unwrap_or_else(|| "info".to_owned()),
+            trusted_proxies,
+            forwarded_header,
         })
     }
+}
+
+/// An address (taken as a /32 or /128) or a CIDR range.
+fn parse_net(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    let net = match s.parse::<ipnet::IpNet>() {
+        Ok(n) => n,
+        Err(_) => ipnet::IpNet::from(s.parse::<std::net::IpAddr>().ok()?),
+    };
+    Some(net.trunc())
 }
 
 impl Config {
@@ -289,12 +359,44 @@ mod tests {
             (&[("CLEF_SIGNUP", "maybe")][..], "CLEF_SIGNUP"),
             (&[("CLEF_DATABASE_URL", "mysql://x")][..], "CLEF_DATABASE_URL"),
             (&[("CLEF_SESSION_TTL", "-5")][..], "CLEF_SESSION_TTL"),
+            (&[("CLEF_TRUSTED_PROXIES", "10.0.0.1, nginx")][..], "CLEF_TRUSTED_PROXIES"),
+            (&[("CLEF_TRUSTED_PROXIES", "10.0.0.0/33")][..], "CLEF_TRUSTED_PROXIES"),
+            (&[("CLEF_FORWARDED_HEADER", "x-real-ip")][..], "CLEF_FORWARDED_HEADER"),
+            (&[("CLEF_IP_FAILURE_LIMIT", "0")][..], "CLEF_IP_FAILURE_LIMIT"),
         ] {
             let leaked: &'static [(&'static str, &'static str)] = Box::leak(pairs.to_vec().into_boxed_slice());
             let mut raw = RawConfig::default();
             let err = raw.apply_env(env_of(leaked)).and_then(|_| raw.validate().map(|_| ())).unwrap_err();
             assert_eq!(err.setting, setting);
         }
+    }
+
+    #[test]
+    fn trusted_proxies_and_limits() {
+        let c = RawConfig::default().validate().unwrap();
+        assert!(c.trusted_proxies.is_empty(), "no proxy is trusted unless configured");
+        assert_eq!(c.forwarded_header, ForwardedHeader::XForwardedFor);
+        assert_eq!(
+            (
+                c.limits.ip_login_failures,
+                c.limits.ip_code_sends_per_minute,
+                c.limits.ip_code_checks_per_minute,
+                c.limits.code_failures
+            ),
+            (50, 30, 40, 100)
+        );
+        let mut raw = RawConfig::default();
+        raw.apply_env(env_of(&[
+            ("CLEF_TRUSTED_PROXIES", "127.0.0.1, 10.1.2.3/8 fd00::/8,::1"),
+            ("CLEF_FORWARDED_HEADER", "Forwarded"),
+        ]))
+        .unwrap();
+        let c = raw.validate().unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8", "::1/128"]);
+        assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
+        let toml: RawConfig = toml::from_str("trusted_proxies = [\"192.168.0.0/16\"]").unwrap();
+        assert_eq!(toml.validate().unwrap().trusted_proxies.len(), 1);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub enum Kind {
     AccountExists,
     ResetPassword,
     PasswordChanged,
+    CodesLocked,
 }
 
 impl Kind {
@@ -32,19 +33,20 @@ impl Kind {
             Kind::AccountExists => "mail.account_exists",
             Kind::ResetPassword => "mail.reset_password",
             Kind::PasswordChanged => "mail.password_changed",
+            Kind::CodesLocked => "mail.codes_locked",
         }
     }
     fn link_label(self) -> &'static str {
         match self {
             Kind::SignupOffer => "mail.signup_link_label",
-            Kind::Locked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
+            Kind::Locked | Kind::CodesLocked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
             Kind::LoginCode | Kind::StepUp | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
         }
     }
     /// The HTML mail's button: what pressing it does, as an action.
     fn button(self) -> &'static str {
         match self {
-            Kind::LoginCode | Kind::Locked | Kind::AccountExists => "mail.button.sign_in",
+            Kind::LoginCode | Kind::Locked | Kind::CodesLocked | Kind::AccountExists => "mail.button.sign_in",
             Kind::StepUp => "mail.button.finish_sign_in",
             Kind::VerifyEmail => "mail.button.verify",
             Kind::SignupOffer => "mail.button.create_account",

@@ -1,20 +1,19 @@
 //! Passwordless login and the second step by emailed code: send, check, and the magic link.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
+use super::client_ip::ClientIp;
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field, locale};
 use super::login::{Step, complete_login, complete_login_confirmed, read_step};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, LOGIN, RESET_PASSWORD, STEP_UP, VERIFY_EMAIL};
-use crate::auth::limits::{self, Verdict};
+use crate::auth::limits::{self, CodeGate, Verdict};
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_OTP, AMR_PASSWORD};
 use crate::paths;
@@ -113,23 +112,17 @@ pub fn render_limited(app: &AppState, loc: &str, message: &str, retry_after: i64
 
 /// POST /login/code — "email me a code". The answer is the same whether or not the address
 /// has an account, and so is the work: a code row is written either way.
-pub async fn send_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
-    page_or_error(&app, &headers, send_inner(&app, peer, &headers, jar, body).await)
+pub async fn send_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, send_inner(&app, ip, &headers, jar, body).await)
 }
 
-async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn send_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
     if email.is_empty() || email.len() > 254 {
         return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email").in_flow(Some(&req)));
     }
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &ip.to_string(), now).await? {
         tracing::info!("code sends limited");
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, &req));
     }
@@ -185,24 +178,18 @@ async fn send_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: 
 }
 
 /// POST /login/code/verify — a typed code, for passwordless login or the second step.
-pub async fn verify_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
-    page_or_error(&app, &headers, verify_inner(&app, peer, &headers, jar, body).await)
+pub async fn verify_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, verify_inner(&app, ip, &headers, jar, body).await)
 }
 
-async fn verify_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn verify_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let step = read_step(app, headers, &jar, body).await?;
     let purpose = match field(&step.pairs, "purpose") {
         Some(STEP_UP) => STEP_UP,
         Some(VERIFY_EMAIL) => VERIFY_EMAIL,
         _ => LOGIN,
     };
-    let (jar, user_id, spent) = match check_typed(app, peer, jar, &step, purpose).await? {
+    let (jar, user_id, spent) = match check_typed(app, ip, jar, &step, purpose).await? {
         Typed::Spent { jar, user_id, otp } => (jar, user_id, otp),
         Typed::Page(page) => return Ok(page),
     };
@@ -245,34 +232,73 @@ pub(super) enum Typed {
 /// address with no account proves nothing and fails like a wrong one.
 pub(super) async fn check_typed(
     app: &AppState,
-    peer: SocketAddr,
+    ip: ClientIp,
     jar: CookieJar,
     step: &Step,
     purpose: &'static str,
 ) -> Result<Typed, PageError> {
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } =
-        limits::code_check(&app.db, &app.config.limits, &step.email, &peer.ip().to_string(), now).await?
-    {
-        tracing::info!("code checks limited");
-        return Ok(Typed::Page(render_limited(
-            app,
-            step.loc,
-            "limited.too_many_tries",
-            retry_after,
-            &step.req,
-        )));
-    }
+    let failures = match limits::code_check(&app.db, &app.config.limits, &step.email, &ip.to_string(), now).await? {
+        CodeGate::Allowed { failures } => failures,
+        CodeGate::Wait { retry_after } => {
+            tracing::info!(client_ip = %ip, "code checks limited");
+            return Ok(Typed::Page(render_limited(
+                app,
+                step.loc,
+                "limited.too_many_tries",
+                retry_after,
+                &step.req,
+            )));
+        }
+        CodeGate::Locked { retry_after } => {
+            tracing::info!(client_ip = %ip, "code checks locked after consecutive wrong codes");
+            return Ok(Typed::Page(render_limited(
+                app,
+                step.loc,
+                "limited.codes_locked",
+                retry_after,
+                &step.req,
+            )));
+        }
+    };
     let typed = field(&step.pairs, "code").unwrap_or("");
     let reason = match email_otp::check(&app.db, &app.hmac_key, &step.email, purpose, typed, now).await? {
         OtpCheck::Accepted(otp) => match otp.user_id.clone() {
-            Some(user_id) => return Ok(Typed::Spent { jar, user_id, otp }),
+            Some(user_id) => {
+                limits::code_succeeded(&app.db, &step.email).await?;
+                return Ok(Typed::Spent { jar, user_id, otp });
+            }
             None => "code.wrong",
         },
         OtpCheck::Wrong { .. } => "code.wrong",
         OtpCheck::Dead => "code.expired",
     };
+    if limits::code_lock_reached(&app.config.limits, failures) {
+        codes_locked(app, &step.email, step.loc, ip).await?;
+    }
     Ok(Typed::Page(code_again(app, jar, step, purpose, reason)))
+}
+
+/// The owner of an account whose code login just locked is told, once.
+async fn codes_locked(app: &AppState, email: &str, loc: &str, ip: ClientIp) -> Result<(), PageError> {
+    let Some(user) = app.db.user_by_email(email).await? else {
+        return Ok(());
+    };
+    tracing::warn!(user_id = %user.user_id, client_ip = %ip, "code login locked after consecutive wrong codes");
+    let link = format!("{}{}", app.config.issuer, paths::LOGIN);
+    let mail_loc = user.locale.as_deref().unwrap_or(loc);
+    // After the answer: only a known address gets this mail, so waiting would tell.
+    notify::send_later(
+        &app.pages,
+        &app.mailer,
+        &app.config.issuer,
+        Kind::CodesLocked,
+        &user.email,
+        mail_loc,
+        None,
+        Some(&link),
+    );
+    Ok(())
 }
 
 /// The code or link proved the user holds the mailbox: the address is verified too, and a

@@ -1,21 +1,21 @@
 //! Hosted pages: log in, sign up, consent, account. Plain forms, no JavaScript needed.
 
 use axum::body::Body;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
 use super::authorize::{answer_consent, current_session, decision, load_request, respond_error};
+use super::client_ip::ClientIp;
 use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_guard, csrf_token, field, locale};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
-use crate::auth::limits::{self, Verdict};
+use crate::auth::limits::{self, Gate, Verdict};
 use crate::auth::{Outcome, password};
 use crate::notify::{self, Kind};
 use crate::oauth::authorize::{Consent, Next};
@@ -143,19 +143,13 @@ pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, heade
     render_login(&app, jar, StatusCode::OK, f.as_ref(), loc, &email, None)
 }
 
-pub async fn login_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
-    page_or_error(&app, &headers, login_post_inner(&app, peer, &headers, jar, body).await)
+pub async fn login_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, login_post_inner(&app, ip, &headers, jar, body).await)
 }
 
 async fn login_post_inner(
     app: &AppState,
-    peer: SocketAddr,
+    client_ip: ClientIp,
     headers: &HeaderMap,
     jar: CookieJar,
     body: Body,
@@ -169,67 +163,83 @@ async fn login_post_inner(
         // No account has such an address or password: the usual failure, nothing counted or written.
         return Ok(render_login(app, jar, StatusCode::OK, f.as_ref(), loc, "", Some("login.failed")));
     }
-    let ip = peer.ip().to_string();
+    let ip = client_ip.to_string();
     let now = app.clock.now();
     let l = &app.config.limits;
     // Limits first: a locked account or a noisy address costs no argon2 work.
-    if let Verdict::Limited { retry_after } = limits::password_gate(&app.db, l, &email, &ip, now).await? {
-        tracing::info!("password login refused: locked or limited");
-        let mut resp = render_login(
-            app,
-            jar,
-            StatusCode::TOO_MANY_REQUESTS,
-            f.as_ref(),
-            loc,
-            &email,
-            Some("login.locked"),
-        );
-        if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    let (refusal, retry_after) = match limits::password_gate(&app.db, l, &email, &ip, now).await? {
+        Gate::Open(reservation) => {
+            let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
+                Outcome::Done { user_id } => {
+                    reservation.succeeded().await?;
+                    user_id
+                }
+                Outcome::Unverified { user_id } => {
+                    // The right password, so no failure; but nobody signs in with it yet.
+                    drop(reservation);
+                    return verify_first(app, client_ip, jar, &user_id, &email, f.as_ref(), loc).await;
+                }
+                Outcome::Retry => {
+                    tracing::info!(client_ip = %client_ip, "password login failed");
+                    if reservation.failed(l, now).await?
+                        && let Some(user) = app.db.user_by_email(&email).await?
+                    {
+                        tracing::warn!(user_id = %user.user_id, client_ip = %client_ip, "password login locked after repeated failures");
+                        let link = format!("{}{}", app.config.issuer, paths::LOGIN);
+                        let mail_loc = user.locale.as_deref().unwrap_or(loc);
+                        // After the answer: only a known address gets this mail, so waiting would tell.
+                        notify::send_later(
+                            &app.pages,
+                            &app.mailer,
+                            &app.config.issuer,
+                            Kind::Locked,
+                            &user.email,
+                            mail_loc,
+                            None,
+                            Some(&link),
+                        );
+                    }
+                    return Ok(render_login(
+                        app,
+                        jar,
+                        StatusCode::OK,
+                        f.as_ref(),
+                        loc,
+                        &email,
+                        Some("login.failed"),
+                    ));
+                }
+            };
+            return finish_password(app, jar, f.as_ref(), &user_id, &email, loc).await;
         }
-        return Ok(resp);
-    }
-    let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
-        Outcome::Done { user_id } => user_id,
-        Outcome::Unverified { user_id } => return verify_first(app, peer, jar, &user_id, &email, f.as_ref(), loc).await,
-        Outcome::Retry => {
-            tracing::info!("password login failed");
-            if limits::password_failed(&app.db, l, &email, &ip, now).await?
-                && let Some(user) = app.db.user_by_email(&email).await?
-            {
-                tracing::warn!(user_id = %user.user_id, "password login locked after repeated failures");
-                let link = format!("{}{}", app.config.issuer, paths::LOGIN);
-                let mail_loc = user.locale.as_deref().unwrap_or(loc);
-                // After the answer: only a known address gets this mail, so waiting would tell.
-                notify::send_later(
-                    &app.pages,
-                    &app.mailer,
-                    &app.config.issuer,
-                    Kind::Locked,
-                    &user.email,
-                    mail_loc,
-                    None,
-                    Some(&link),
-                );
-            }
-            return Ok(render_login(
-                app,
-                jar,
-                StatusCode::OK,
-                f.as_ref(),
-                loc,
-                &email,
-                Some("login.failed"),
-            ));
-        }
+        Gate::AccountLocked { retry_after } => ("login.locked", retry_after),
+        Gate::AddressLimited { retry_after } => ("login.ip_limited", retry_after),
+        Gate::Busy => ("login.busy", 5),
     };
-    limits::password_cleared(&app.db, &email).await?;
-    let req = f.as_ref().map(|f| f.req_id.as_str());
-    if f.as_ref().is_some_and(|f| f.wants_2fa) {
-        return step_up(app, jar, &user_id, &email, req.unwrap_or(""), loc).await;
+    // Which limit applies is said: the account's lock, or this address's throttle.
+    tracing::info!(client_ip = %client_ip, limit = refusal, "password login refused before hashing");
+    let mut resp = render_login(app, jar, StatusCode::TOO_MANY_REQUESTS, f.as_ref(), loc, &email, Some(refusal));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    Ok(resp)
+}
+
+/// A right password: the second step when asked for, else the login is complete.
+async fn finish_password(
+    app: &AppState,
+    jar: CookieJar,
+    f: Option<&Flow>,
+    user_id: &str,
+    email: &str,
+    loc: &str,
+) -> Result<Response, PageError> {
+    let req = f.map(|f| f.req_id.as_str());
+    if f.is_some_and(|f| f.wants_2fa) {
+        return step_up(app, jar, user_id, email, req.unwrap_or(""), loc).await;
     }
     tracing::info!(user_id = %user_id, "password login succeeded");
-    complete_login(app, jar, &user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
+    complete_login(app, jar, user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
 }
 
 /// The right password, but a pending one: nobody is signed in until the address is proven
@@ -237,7 +247,7 @@ async fn login_post_inner(
 /// a wrong password gets the usual failure, so only who knows the password sees this.
 async fn verify_first(
     app: &AppState,
-    peer: SocketAddr,
+    client_ip: ClientIp,
     jar: CookieJar,
     user_id: &str,
     email: &str,
@@ -246,7 +256,7 @@ async fn verify_first(
 ) -> Result<Response, PageError> {
     let now = app.clock.now();
     let req = f.map(|f| f.req_id.as_str()).unwrap_or("");
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, email, &peer.ip().to_string(), now).await? {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, email, &client_ip.to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
     }
     let (jar, browser) = browser_hash(app, jar);
@@ -508,23 +518,11 @@ fn plausible_email(e: &str) -> bool {
         && !e.contains(char::is_whitespace)
 }
 
-pub async fn signup_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
-    page_or_error(&app, &headers, signup_post_inner(&app, peer, &headers, jar, body).await)
+pub async fn signup_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, signup_post_inner(&app, ip, &headers, jar, body).await)
 }
 
-async fn signup_post_inner(
-    app: &AppState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Result<Response, PageError> {
+async fn signup_post_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let pairs = read_form(app, headers, &jar, body).await?;
     let f = flow(app, field(&pairs, "req")).await?;
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
@@ -558,7 +556,7 @@ async fn signup_post_inner(
         return Ok(page(app, jar, StatusCode::OK, "signup.html", &ctx, loc));
     }
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &ip.to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
     }
     // Hash before looking the email up, so a taken address costs the same time as a new one.

@@ -1,6 +1,7 @@
 //! axum only: extract, call the protocol code, render. No SQL, no protocol rules.
 
 mod authorize;
+pub mod client_ip;
 mod cors;
 mod discovery;
 mod email_code;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
             extract::refuse_control_in_query,
         ))
         .layer(axum::middleware::map_response(close_after_refused_body))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::secure_cookies))
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         // Under `no-referrer` browsers send `Origin: null` on our own form posts and on the

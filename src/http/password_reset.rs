@@ -1,15 +1,14 @@
 //! Forgotten password: a code by mail, then a new password. Every other session and every
 //! token of the account is revoked, and the owner is told.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
+use super::client_ip::ClientIp;
 use super::email_code::{CodeView, Typed, check_typed, code_again, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field};
@@ -58,23 +57,17 @@ pub async fn forgot_get(State(app): State<AppState>, RawQuery(q): RawQuery, head
 }
 
 /// POST /password/forgot — same answer and same work whether or not the address is known.
-pub async fn forgot_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
-    page_or_error(&app, &headers, forgot_inner(&app, peer, &headers, jar, body).await)
+pub async fn forgot_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, forgot_inner(&app, ip, &headers, jar, body).await)
 }
 
-async fn forgot_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn forgot_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
     if email.is_empty() || email.len() > 254 {
         return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email").in_flow(Some(&req)));
     }
     let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &peer.ip().to_string(), now).await? {
+    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &ip.to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, &req));
     }
     let user = app.db.user_by_email(&email).await?;
@@ -112,24 +105,18 @@ async fn forgot_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar
 }
 
 /// POST /password/reset — the code and the new password together.
-pub async fn reset_post(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Response {
-    page_or_error(&app, &headers, reset_inner(&app, peer, &headers, jar, body).await)
+pub async fn reset_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, reset_inner(&app, ip, &headers, jar, body).await)
 }
 
-async fn reset_inner(app: &AppState, peer: SocketAddr, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn reset_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let step = read_step(app, headers, &jar, body).await?;
     let new_password = field(&step.pairs, "password").unwrap_or("");
     // A weak password is refused before the code is looked at, so it costs no try.
     if let Err(problem) = password::policy(new_password, &step.email) {
         return Ok(code_again(app, jar, &step, RESET_PASSWORD, problem));
     }
-    let (jar, user_id) = match check_typed(app, peer, jar, &step, RESET_PASSWORD).await? {
+    let (jar, user_id) = match check_typed(app, ip, jar, &step, RESET_PASSWORD).await? {
         Typed::Spent { jar, user_id, .. } => (jar, user_id),
         Typed::Page(page) => return Ok(page),
     };

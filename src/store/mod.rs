@@ -14,6 +14,7 @@ mod users;
 
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
+pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::LoginSession;
 pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};
@@ -187,9 +188,11 @@ impl Db {
         for sql in STATEMENTS {
             n += on_db!(self, pool => sqlx::query(sql).bind(now).execute(pool).await?.rows_affected());
         }
-        // Counters whose window is long over; no limit window exceeds a day.
-        n += on_db!(self, pool => sqlx::query("delete from rate_limits where window_start < $1")
-            .bind(now - 86_400).execute(pool).await?.rows_affected());
+        // Counters whose window is long over; no limit window exceeds a day, except the
+        // consecutive wrong codes of an account, remembered for 30 days (auth::limits).
+        n += on_db!(self, pool => sqlx::query(
+            "delete from rate_limits where (window_start < $1 and bucket not like 'codefail:%') or window_start < $2")
+            .bind(now - 86_400).bind(now - 30 * 86_400).execute(pool).await?.rows_affected());
         Ok(n)
     }
 }

@@ -14,5 +14,6 @@ mod flow;
 mod input;
 mod page_details;
 mod pages;
+mod proxy;
 mod token_errors;
 mod tokens;

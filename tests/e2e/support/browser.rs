@@ -160,6 +160,14 @@ impl Browser {
         Self::page(self.http.post(self.abs(url)).form(form).send().await.unwrap()).await
     }
 
+    pub async fn post_with(&self, url: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Page {
+        let mut r = self.http.post(self.abs(url)).form(form);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        Self::page(r.send().await.unwrap()).await
+    }
+
     /// Follows redirects on this server only; stops at the first page or foreign redirect.
     pub async fn follow(&self, mut page: Page) -> Page {
         for _ in 0..10 {
