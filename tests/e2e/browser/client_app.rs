@@ -57,10 +57,7 @@ impl ClientApp {
                         method,
                         path: uri.path().to_owned(),
                         params,
-                        origin: headers
-                            .get(header::ORIGIN)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned),
+                        origin: headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned),
                     });
                 }
                 Html(page.as_str().to_owned())

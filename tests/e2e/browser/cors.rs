@@ -47,7 +47,10 @@ async fn cors_code_exchange_from_another_origin(b: Browsers) {
         .await
         .unwrap();
     assert_eq!(out["status"], 200, "fetch from {}: {out}", f.app.base);
-    assert!(out["body"]["access_token"].is_string() && out["body"]["id_token"].is_string(), "{out}");
+    assert!(
+        out["body"]["access_token"].is_string() && out["body"]["id_token"].is_string(),
+        "{out}"
+    );
     f.finish().await;
 }
 
@@ -55,6 +58,10 @@ mod needs_cors {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs CORS from the pages branch"]
     async fn cors_code_exchange_from_another_origin() {
-        super::super::harness::run("cors_code_exchange_from_another_origin", super::cors_code_exchange_from_another_origin).await;
+        super::super::harness::run(
+            "cors_code_exchange_from_another_origin",
+            super::cors_code_exchange_from_another_origin,
+        )
+        .await;
     }
 }

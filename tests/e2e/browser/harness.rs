@@ -19,7 +19,14 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// Two cores are shared with the rest of the suite: more browsers at once only thrash.
 static SESSIONS: Semaphore = Semaphore::const_new(2);
-static DRIVER: OnceCell<String> = OnceCell::const_new();
+static DRIVER: OnceCell<Driver> = OnceCell::const_new();
+
+struct Driver {
+    url: String,
+    /// Held for the life of the process; the shell around chromedriver watches this
+    /// process's id and ends chromedriver once it is gone.
+    _watchdog: std::process::Child,
+}
 
 /// Starts chromedriver once for this test process, on a free loopback port, under a small
 /// shell that ends it (and any browser it left) when this process is gone: statics are never
@@ -42,7 +49,7 @@ async fn driver() -> &'static str {
                 pid = std::process::id()
             );
             use std::os::unix::process::CommandExt;
-            std::process::Command::new("sh")
+            let mut watchdog = std::process::Command::new("sh")
                 .arg("-c")
                 .arg(script)
                 .process_group(0)
@@ -54,13 +61,21 @@ async fn driver() -> &'static str {
             let url = format!("http://127.0.0.1:{port}");
             for _ in 0..100 {
                 if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                    return url;
+                    return Driver { url, _watchdog: watchdog };
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            // The watchdog leads its own process group: end the whole group, then reap it.
+            let _ = std::process::Command::new("kill")
+                .arg("--")
+                .arg(format!("-{}", watchdog.id()))
+                .status();
+            let _ = watchdog.wait();
             panic!("chromedriver did not listen on {url} within 10 s");
         })
         .await
+        .url
+        .as_str()
 }
 
 /// Where screenshots go: `<target dir>/screenshots/<test>/`.
@@ -77,13 +92,21 @@ fn screenshot_dir(test: &str) -> PathBuf {
 struct Where {
     url: String,
     h1: String,
+    alert: String,
     label: String,
+}
+
+/// A session as the runner sees it: to close it, and to say where it was.
+struct Opened {
+    name: String,
+    client: Client,
+    here: Arc<Mutex<Where>>,
 }
 
 struct Shared {
     dir: PathBuf,
     shots: AtomicUsize,
-    sessions: Mutex<Vec<(String, Client, Arc<Mutex<Where>>)>>,
+    sessions: Mutex<Vec<Opened>>,
 }
 
 /// Opens browser sessions for one test and remembers them, so the runner can close them and
@@ -137,11 +160,11 @@ impl Browsers {
             .await
             .unwrap_or_else(|e| panic!("a Chromium session from chromedriver: {e}"));
         let here = Arc::new(Mutex::new(Where::default()));
-        self.0
-            .sessions
-            .lock()
-            .unwrap()
-            .push((name.to_owned(), client.clone(), here.clone()));
+        self.0.sessions.lock().unwrap().push(Opened {
+            name: name.to_owned(),
+            client: client.clone(),
+            here: here.clone(),
+        });
         Session {
             client,
             name: name.to_owned(),
@@ -170,14 +193,15 @@ where
     });
     let outcome = tokio::spawn(body(Browsers(shared.clone()))).await;
     let sessions = std::mem::take(&mut *shared.sessions.lock().unwrap());
-    for (name, client, here) in sessions {
+    for Opened { name, client, here } in sessions {
         if outcome.is_err() {
             let w = here.lock().unwrap().clone();
             eprintln!(
-                "{test}: browser {name:?} was on page {:?}: {} (h1: {:?}); screenshots in {}",
+                "{test}: browser {name:?} was on page {:?}: {} (h1: {:?}, alert: {:?}); screenshots in {}",
                 w.label,
                 w.url,
                 w.h1,
+                w.alert,
                 shared.dir.display()
             );
         }
@@ -201,9 +225,11 @@ impl Session {
     pub async fn shot(&self, label: &str) {
         let url = self.url().await;
         let h1 = self.text_of("h1").await.unwrap_or_default();
+        let alert = self.text_of("[role=\"alert\"]").await.unwrap_or_default();
         *self.here.lock().unwrap() = Where {
             url,
             h1,
+            alert,
             label: label.to_owned(),
         };
         let n = self.shared.shots.fetch_add(1, Ordering::Relaxed) + 1;
@@ -277,10 +303,7 @@ impl Session {
             if ok(&url) {
                 return url;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the browser stayed on {url} for {WAIT:?}"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "the browser stayed on {url} for {WAIT:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -310,7 +333,10 @@ impl Session {
         loop {
             let state = self
                 .client
-                .execute("return window.__clefOld === undefined && document.readyState === 'complete'", vec![])
+                .execute(
+                    "return window.__clefOld === undefined && document.readyState === 'complete'",
+                    vec![],
+                )
                 .await;
             if matches!(state, Ok(serde_json::Value::Bool(true))) {
                 return;

@@ -43,9 +43,8 @@ async fn wrong_password_then_right_one(b: Browsers) {
 /// Passwordless: the emailed six-digit code typed into the code page.
 async fn email_code_login(b: Browsers) {
     let f = Fixture::new(true).await;
-    let sub = f
-        .h
-        .user_with(UserSpec {
+    let sub =
+        f.h.user_with(UserSpec {
             email: "otp@example.test".into(),
             ..UserSpec::default()
         })
@@ -66,9 +65,8 @@ async fn email_code_login(b: Browsers) {
 /// gets through, and only once.
 async fn magic_link_same_browser_only(b: Browsers) {
     let f = Fixture::new(true).await;
-    let sub = f
-        .h
-        .user_with(UserSpec {
+    let sub =
+        f.h.user_with(UserSpec {
             email: "link@example.test".into(),
             ..UserSpec::default()
         })
@@ -115,12 +113,8 @@ async fn signup_verification_and_welcome(b: Browsers) {
     assert!(s.has("input[name=\"purpose\"][value=\"verify_email\"]").await);
     let mail = f.h.mail.last_to("new@example.test");
     assert_eq!(mail.subject, text("en", "mail.verify_email.subject"));
-    s.submit(form::CODE_VERIFY, &[("code", &mail.six_digit_code())], "consent")
-        .await;
-    assert_eq!(
-        f.h.mail.last_to("new@example.test").subject,
-        text("en", "mail.welcome.subject")
-    );
+    s.submit(form::CODE_VERIFY, &[("code", &mail.six_digit_code())], "consent").await;
+    assert_eq!(f.h.mail.last_to("new@example.test").subject, text("en", "mail.welcome.subject"));
     s.allow("after-consent").await;
     let code = f.code_at_client(&s, &start).await;
     let tokens = f.rp.exchange(&code, start.verifier).await;
@@ -159,9 +153,7 @@ async fn forgotten_password_reset(b: Browsers) {
     fresh.goto(&again.url, "login").await;
     fresh.log_in("reset@example.test", PW, "old-password").await;
     assert!(fresh.has(form::LOGIN).await, "the old password is refused");
-    fresh
-        .log_in("reset@example.test", "a brand new passphrase", "new-password")
-        .await;
+    fresh.log_in("reset@example.test", "a brand new passphrase", "new-password").await;
     fresh.wait_until(|u| u.starts_with(&f.app.url("/cb"))).await;
     f.finish().await;
 }
@@ -204,7 +196,9 @@ async fn rp_initiated_logout_with_confirmation(b: Browsers) {
 
     let bye = f.app.url("/bye");
     s.goto(
-        &f.h.url(&format!("/logout?id_token_hint={id_token}&post_logout_redirect_uri={bye}&state=xyz")),
+        &f.h.url(&format!(
+            "/logout?id_token_hint={id_token}&post_logout_redirect_uri={bye}&state=xyz"
+        )),
         "logout-confirm",
     )
     .await;

@@ -106,14 +106,12 @@ impl Session {
     /// On the login page: email and password, then the login button.
     async fn log_in(&self, email: &str, password: &str, label: &str) {
         assert!(self.has(form::LOGIN).await, "a login form on {}", self.url().await);
-        self.submit(form::LOGIN, &[("email", email), ("password", password)], label)
-            .await;
+        self.submit(form::LOGIN, &[("email", email), ("password", password)], label).await;
     }
 
     async fn allow(&self, label: &str) {
         assert!(self.has(form::CONSENT).await, "a consent form on {}", self.url().await);
-        self.fill_and_submit(form::CONSENT, &[], "button[value=\"allow\"]", label)
-            .await;
+        self.fill_and_submit(form::CONSENT, &[], "button[value=\"allow\"]", label).await;
     }
 
     /// The text of the page's alert (errors are `role="alert"`).
