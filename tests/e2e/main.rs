@@ -6,6 +6,7 @@
 mod support;
 
 mod authorize_errors;
+mod browser;
 mod cli;
 mod cors;
 mod discovery;
