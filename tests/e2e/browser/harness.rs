@@ -291,6 +291,17 @@ impl Session {
         self.shot(label).await;
     }
 
+    /// The confirmation page after a sign-up or a reset (`done` is its catalogue key, e.g.
+    /// `done.signup`): checks its heading, then follows its Continue link.
+    pub async fn confirm(&self, done: &str, label: &str) {
+        let want = super::text("en", &format!("{done}.title"));
+        assert_eq!(self.text_of("h1").await.as_deref(), Some(want.as_str()), "confirmation page {done}");
+        self.mark_document().await;
+        self.find("main a.button[href]").await.click().await.unwrap();
+        self.wait_new_document().await;
+        self.shot(label).await;
+    }
+
     pub async fn submit(&self, form: &str, fields: &[(&str, &str)], label: &str) {
         self.fill_and_submit(form, fields, "button[type=submit]", label).await;
     }

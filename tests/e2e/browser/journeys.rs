@@ -113,7 +113,9 @@ async fn signup_verification_and_welcome(b: Browsers) {
     assert!(s.has("input[name=\"purpose\"][value=\"verify_email\"]").await);
     let mail = f.h.mail.last_to("new@example.test");
     assert_eq!(mail.subject, text("en", "mail.verify_email.subject"));
-    s.submit(form::CODE_VERIFY, &[("code", &mail.six_digit_code())], "consent").await;
+    s.submit(form::CODE_VERIFY, &[("code", &mail.six_digit_code())], "account-ready")
+        .await;
+    s.confirm("done.signup", "consent").await;
     assert_eq!(f.h.mail.last_to("new@example.test").subject, text("en", "mail.welcome.subject"));
     s.allow("after-consent").await;
     let code = f.code_at_client(&s, &start).await;
@@ -142,9 +144,10 @@ async fn forgotten_password_reset(b: Browsers) {
     s.submit(
         form::RESET,
         &[("code", &code), ("password", "a brand new passphrase")],
-        "after-reset",
+        "password-changed",
     )
     .await;
+    s.confirm("done.reset", "after-reset").await;
     let auth_code = f.code_at_client(&s, &start).await;
     assert_eq!(f.exchange(&auth_code, start).await, sub);
 
