@@ -47,6 +47,11 @@ pub struct RawConfig {
     pub code_verify_limit: Option<i64>,
     pub login_failure_limit: Option<i64>,
     pub lockout: Option<i64>,
+    pub secret_key: Option<String>,
+    pub header_timeout: Option<i64>,
+    pub body_timeout: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub db_acquire_timeout: Option<i64>,
 }
 
 /// Every setting with its environment name, in the order README documents them.
@@ -72,6 +77,11 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_CODE_VERIFY_LIMIT", "code_verify_limit"),
     ("CLEF_LOGIN_FAILURE_LIMIT", "login_failure_limit"),
     ("CLEF_LOCKOUT", "lockout"),
+    ("CLEF_SECRET_KEY", "secret_key"),
+    ("CLEF_HEADER_TIMEOUT", "header_timeout"),
+    ("CLEF_BODY_TIMEOUT", "body_timeout"),
+    ("CLEF_MAX_CONNECTIONS", "max_connections"),
+    ("CLEF_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout"),
 ];
 
 #[derive(Clone, Debug)]
@@ -99,6 +109,16 @@ pub struct Config {
     pub outbox_dir: PathBuf,
     pub otp_ttl: i64,
     pub limits: Limits,
+    /// `CLEF_SECRET_KEY`: the HMAC keys, first signs, all verify. `None`: `keys_dir/secret.key`.
+    pub secret_key: Option<Secret>,
+    /// Time allowed for a request's headers, and for an idle keep-alive connection.
+    pub header_timeout: std::time::Duration,
+    /// Time allowed for a whole request body to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Open connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a database call waits for a pooled connection before answering 503.
+    pub db_acquire_timeout: std::time::Duration,
 }
 
 /// The security limits, each per minute or per window, shared by every instance.
@@ -150,6 +170,13 @@ impl RawConfig {
                 "CLEF_CODE_VERIFY_LIMIT" => self.code_verify_limit = Some(int()?),
                 "CLEF_LOGIN_FAILURE_LIMIT" => self.login_failure_limit = Some(int()?),
                 "CLEF_LOCKOUT" => self.lockout = Some(int()?),
+                "CLEF_SECRET_KEY" => self.secret_key = Some(v),
+                "CLEF_HEADER_TIMEOUT" => self.header_timeout = Some(int()?),
+                "CLEF_BODY_TIMEOUT" => self.body_timeout = Some(int()?),
+                "CLEF_MAX_CONNECTIONS" => {
+                    self.max_connections = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?)
+                }
+                "CLEF_DB_ACQUIRE_TIMEOUT" => self.db_acquire_timeout = Some(int()?),
                 _ => {}
             }
         }
@@ -216,6 +243,17 @@ impl RawConfig {
             login_failures: ttl("CLEF_LOGIN_FAILURE_LIMIT", self.login_failure_limit, 5)?,
             lockout: ttl("CLEF_LOCKOUT", self.lockout, 900)?,
         };
+        let max_connections = self.max_connections.unwrap_or(512);
+        if !(1..=65_536).contains(&max_connections) {
+            return Err(bad("CLEF_MAX_CONNECTIONS", "must be between 1 and 65536"));
+        }
+        let secs = |name: &str, v: Option<i64>, default: i64| ttl(name, v, default).map(|s| std::time::Duration::from_secs(s as u64));
+        let header_timeout = secs("CLEF_HEADER_TIMEOUT", self.header_timeout, 10)?;
+        let body_timeout = secs("CLEF_BODY_TIMEOUT", self.body_timeout, 15)?;
+        let db_acquire_timeout = secs("CLEF_DB_ACQUIRE_TIMEOUT", self.db_acquire_timeout, 3)?;
+        if let Some(k) = &self.secret_key {
+            crate::secret_key::parse_list(k).map_err(|e| bad("CLEF_SECRET_KEY", e))?;
+        }
         Ok(Config {
             smtp_url: self.smtp_url.map(Secret::new),
             mail_from,
@@ -237,6 +275,11 @@ impl RawConfig {
             refresh_token_ttl: ttl("CLEF_REFRESH_TOKEN_TTL", self.refresh_token_ttl, 30 * 24 * 3600)?,
             max_concurrent_hashes: max_hashes as usize,
             log: self.log.unwrap_or_else(|| "info".to_owned()),
+            secret_key: self.secret_key.map(Secret::new),
+            header_timeout,
+            body_timeout,
+            max_connections: max_connections as usize,
+            db_acquire_timeout,
         })
     }
 }

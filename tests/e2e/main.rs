@@ -11,4 +11,5 @@ mod discovery;
 mod email;
 mod flow;
 mod pages;
+mod server;
 mod token_errors;
