@@ -129,7 +129,10 @@ async fn serve_connections(
     let mut full_logged = false;
     loop {
         if slots.available_permits() == 0 && !full_logged {
-            tracing::warn!(max = limits.max_connections, "connection cap reached; new connections wait (CLEF_MAX_CONNECTIONS)");
+            tracing::warn!(
+                max = limits.max_connections,
+                "connection cap reached; new connections wait (CLEF_MAX_CONNECTIONS)"
+            );
             full_logged = true;
         }
         let slot = tokio::select! {

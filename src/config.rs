@@ -173,9 +173,7 @@ impl RawConfig {
                 "CLEF_SECRET_KEY" => self.secret_key = Some(v),
                 "CLEF_HEADER_TIMEOUT" => self.header_timeout = Some(int()?),
                 "CLEF_BODY_TIMEOUT" => self.body_timeout = Some(int()?),
-                "CLEF_MAX_CONNECTIONS" => {
-                    self.max_connections = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?)
-                }
+                "CLEF_MAX_CONNECTIONS" => self.max_connections = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?),
                 "CLEF_DB_ACQUIRE_TIMEOUT" => self.db_acquire_timeout = Some(int()?),
                 _ => {}
             }

@@ -66,7 +66,9 @@ impl Hasher {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
             let rx = rx.clone();
-            let spawned = std::thread::Builder::new().name(format!("clef-argon2-{i}")).spawn(move || worker(&rx));
+            let spawned = std::thread::Builder::new()
+                .name(format!("clef-argon2-{i}"))
+                .spawn(move || worker(&rx));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "could not start a password hashing thread");
             }
@@ -166,13 +168,19 @@ fn hash_with(password: &[u8], memory: &mut Vec<Block>) -> Result<String, String>
 /// settings still verify.
 fn verify_with(password: &[u8], phc: &str, memory: &mut Vec<Block>) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else { return false };
-    let Ok(algorithm) = Algorithm::new(hash.algorithm.as_str()) else { return false };
+    let Ok(algorithm) = Algorithm::new(hash.algorithm.as_str()) else {
+        return false;
+    };
     let Ok(version) = hash.version.map_or(Ok(Version::V0x13), Version::try_from) else {
         return false;
     };
     let Ok(params) = Params::try_from(&hash) else { return false };
-    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else { return false };
-    let Some(mem) = blocks(memory, params.block_count()) else { return false };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Some(mem) = blocks(memory, params.block_count()) else {
+        return false;
+    };
     let mut out = vec![0u8; expected.len()];
     if Argon2::new(algorithm, version, params)
         .hash_password_into_with_memory(password, salt, &mut out, mem)

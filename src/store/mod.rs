@@ -97,15 +97,13 @@ impl StoreError {
 /// Whether `err` means "the database is not there" rather than "this query is wrong".
 fn is_outage(err: &sqlx::Error) -> bool {
     match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
-            true
-        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
         // PostgreSQL SQLSTATE class 08 (connection exception), 53300 (too many connections),
         // 57P01-57P03 (shut down by an administrator, crashed, not accepting connections yet),
         // 55000 (the database does not allow connections now), 3D000 (it is gone).
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || matches!(&*c, "53300" | "57P01" | "57P02" | "57P03" | "55000" | "3D000")
-        }),
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "53300" | "57P01" | "57P02" | "57P03" | "55000" | "3D000")),
         _ => false,
     }
 }

@@ -229,17 +229,25 @@ async fn slow_clients_are_cut_off(h: &TestServer) {
         .expect("a normal request is answered while slow clients hold every slot")
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(started.elapsed() >= Duration::from_millis(500), "the cap held: the request waited for a slot");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the cap held: the request waited for a slot"
+    );
 
     // Each half-sent request is closed, none answered with a page.
     for s in &mut slow {
-        let got = read_until_closed(s, Duration::from_secs(8)).await.expect("closed after the header timeout");
+        let got = read_until_closed(s, Duration::from_secs(8))
+            .await
+            .expect("closed after the header timeout");
         assert!(!String::from_utf8_lossy(&got).contains("200 OK"));
     }
 
     // One alone: open until the header timeout, closed after it.
     let mut one = half_sent(&addr).await;
-    assert!(read_until_closed(&mut one, Duration::from_millis(300)).await.is_none(), "not cut off early");
+    assert!(
+        read_until_closed(&mut one, Duration::from_millis(300)).await.is_none(),
+        "not cut off early"
+    );
     assert!(read_until_closed(&mut one, Duration::from_secs(5)).await.is_some());
 
     // An idle keep-alive connection is closed after the same timeout.
@@ -248,7 +256,10 @@ async fn slow_clients_are_cut_off(h: &TestServer) {
     let mut buf = [0u8; 1024];
     let n = idle.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
-    assert!(read_until_closed(&mut idle, Duration::from_secs(5)).await.is_some(), "idle keep-alive closed");
+    assert!(
+        read_until_closed(&mut idle, Duration::from_secs(5)).await.is_some(),
+        "idle keep-alive closed"
+    );
 
     // A body that never finishes is given up after the body deadline.
     let mut body = TcpStream::connect(&addr).await.unwrap();
@@ -257,7 +268,9 @@ async fn slow_clients_are_cut_off(h: &TestServer) {
     )
     .await
     .unwrap();
-    let got = read_until_closed(&mut body, Duration::from_secs(6)).await.expect("closed after the body deadline");
+    let got = read_until_closed(&mut body, Duration::from_secs(6))
+        .await
+        .expect("closed after the body deadline");
     let text = String::from_utf8_lossy(&got);
     assert!(!text.contains("500"), "{text}");
     hs.finish().await;
@@ -300,7 +313,11 @@ async fn database_outage_answers_503(h: &TestServer) {
     let r = http
         .post(h.url("/token"))
         .basic_auth(&rp.client_id, rp.client_secret.as_deref())
-        .form(&[("grant_type", "authorization_code"), ("code", "x"), ("redirect_uri", &rp.redirect_uri)])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("redirect_uri", &rp.redirect_uri),
+        ])
         .send()
         .await
         .unwrap();
@@ -344,7 +361,10 @@ async fn instances_sharing_a_secret_accept_each_others_forms(h: &TestServer) {
     let a = start(format!("{key},{}", clef::secret_key::new_value())).await;
     let b = start(key.clone()).await;
     let other = start(clef::secret_key::new_value()).await;
-    assert!(!a.state.config.keys_dir.join(clef::secret_key::CURRENT_FILE).exists(), "no file with the variable set");
+    assert!(
+        !a.state.config.keys_dir.join(clef::secret_key::CURRENT_FILE).exists(),
+        "no file with the variable set"
+    );
     a.user("two@example.test", PW).await;
     let rp = first_party(&a).await;
 
