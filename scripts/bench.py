@@ -5,7 +5,7 @@ time per request (from /proc/PID/stat), the figure that holds on a noisy shared 
 A last phase runs concurrent password logins (argon2) and reports the server's peak resident
 memory during it and its resident memory 10 s after.
 
-Usage: python3 scripts/bench.py [--duration 10] [--connections 32] [--skip-build]
+Usage: python3 scripts/bench.py [--duration 10] [--connections 32] [--skip-build] [--binary PATH]
 Only 127.0.0.1 is ever contacted; every load run is bounded by --duration.
 """
 import argparse
@@ -235,15 +235,16 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--database-url", help="default: a fresh SQLite file")
+    ap.add_argument("--binary", help="a clef binary to measure instead of the release build (implies --skip-build)")
     ap.add_argument("--logins", type=int, default=400, help="password logins in the memory phase")
     ap.add_argument("--login-concurrency", type=int, default=20)
     args = ap.parse_args()
 
     ensure_wrk()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    if not args.skip_build:
+    if not args.skip_build and not args.binary:
         sh(["cargo", "build", "--release", "--locked"], cwd=ROOT)
-    binary = os.path.join(target, "release", "clef")
+    binary = args.binary or os.path.join(target, "release", "clef")
 
     work = tempfile.mkdtemp(prefix="clef-bench-")
     port = free_port()

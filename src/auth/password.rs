@@ -126,7 +126,12 @@ fn worker(jobs: &Mutex<Receiver<Job>>) {
                 };
                 let _ = job.reply.send(done);
             }
-            Err(RecvTimeoutError::Timeout) => memory = Vec::new(),
+            Err(RecvTimeoutError::Timeout) => {
+                memory = Vec::new();
+                // Step aside before locking again, so an idle thread waiting for the lock
+                // gets its own timeout and frees its block too (a mutex is not fair).
+                std::thread::sleep(Duration::from_millis(10));
+            }
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }

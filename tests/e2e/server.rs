@@ -108,6 +108,60 @@ async fn database_holds_no_key_material(h: &TestServer) {
     }
 }
 
+/// Runs statements on the test database directly, as an older clef would have left it.
+async fn exec(h: &TestServer, statements: &[&str]) {
+    use sqlx::Connection;
+    let url = &h.state.config.database_url;
+    match h.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            for s in statements {
+                sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(&mut c).await.unwrap();
+            }
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            for s in statements {
+                sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(&mut c).await.unwrap();
+            }
+        }
+    }
+}
+
+/// A database from before migration 0006 still holds the key in `settings`: migrating
+/// deletes it.
+async fn migration_deletes_the_stored_key(h: &TestServer) {
+    exec(
+        h,
+        &[
+            "insert into settings (name, value) values ('hmac_key', 'an old key')",
+            "delete from _sqlx_migrations where version = 6",
+        ],
+    )
+    .await;
+    assert_eq!(stored_key_rows(h).await, 1);
+    h.state.db.migrate().await.unwrap();
+    // By SQL, not by bytes: SQLite may keep deleted bytes in free pages, which is harmless
+    // here since no instance accepts that key any more.
+    assert_eq!(stored_key_rows(h).await, 0);
+}
+
+async fn stored_key_rows(h: &TestServer) -> i64 {
+    use sqlx::Connection;
+    let url = &h.state.config.database_url;
+    let sql = "select count(*) from settings where name = 'hmac_key'";
+    match h.backend {
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as::<_, (i64,)>(sql).fetch_one(&mut c).await.unwrap().0
+        }
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as::<_, (i64,)>(sql).fetch_one(&mut c).await.unwrap().0
+        }
+    }
+}
+
 /// A code mailed (and a form rendered) before `clef keys rotate-secret` still works after it.
 async fn code_from_before_a_rotation_still_verifies(h: &TestServer) {
     h.user_with(UserSpec {
@@ -409,6 +463,7 @@ fn start_with_database_down_says_why_once() {
 
 e2e!(
     database_holds_no_key_material,
+    migration_deletes_the_stored_key,
     code_from_before_a_rotation_still_verifies,
     outbox_is_private,
     slow_clients_are_cut_off,
