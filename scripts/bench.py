@@ -2,8 +2,10 @@
 """clef benchmark: start-up, idle memory, and discovery / JWKS / userinfo / code exchange under
 load on loopback, measured with wrk. Reports requests/s, p50/p99 latency and the server's CPU
 time per request (from /proc/PID/stat), the figure that holds on a noisy shared machine.
+A last phase runs concurrent password logins (argon2) and reports the server's peak resident
+memory during it and its resident memory 10 s after.
 
-Usage: python3 scripts/bench.py [--duration 10] [--connections 32] [--skip-build]
+Usage: python3 scripts/bench.py [--duration 10] [--connections 32] [--skip-build] [--binary PATH]
 Only 127.0.0.1 is ever contacted; every load run is bounded by --duration.
 """
 import argparse
@@ -48,6 +50,50 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def status_mib(pid, field):
+    """VmRSS (now) or VmHWM (peak so far) from /proc/PID/status, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def password_logins(port, client_id, redirect_uri, pid, total, concurrency, time_limit):
+    """`total` full password logins, `concurrency` at a time, stopped after `time_limit` s.
+    Polls the server's resident memory meanwhile; returns (logins done, peak RSS MiB, seconds)."""
+    import threading
+    lock = threading.Lock()
+    state = {"left": total, "done": 0, "failed": 0}
+    deadline = time.perf_counter() + time_limit
+
+    def run():
+        while time.perf_counter() < deadline:
+            with lock:
+                if state["left"] == 0:
+                    return
+                state["left"] -= 1
+            try:
+                cookie = login_session(port, client_id, redirect_uri, "bench@example.test", "bench password 123")
+                ok = "clef_session" in cookie
+            except (OSError, AttributeError, http.client.HTTPException):
+                ok = False
+            with lock:
+                state["done" if ok else "failed"] += 1
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    peak = status_mib(pid, "VmRSS")
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, status_mib(pid, "VmRSS"))
+        time.sleep(0.02)
+    for t in threads:
+        t.join()
+    return state["done"], state["failed"], peak, time.perf_counter() - t0
 
 
 def rss_mib(pid):
@@ -189,13 +235,16 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--database-url", help="default: a fresh SQLite file")
+    ap.add_argument("--binary", help="a clef binary to measure instead of the release build (implies --skip-build)")
+    ap.add_argument("--logins", type=int, default=400, help="password logins in the memory phase")
+    ap.add_argument("--login-concurrency", type=int, default=20)
     args = ap.parse_args()
 
     ensure_wrk()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    if not args.skip_build:
+    if not args.skip_build and not args.binary:
         sh(["cargo", "build", "--release", "--locked"], cwd=ROOT)
-    binary = os.path.join(target, "release", "clef")
+    binary = args.binary or os.path.join(target, "release", "clef")
 
     work = tempfile.mkdtemp(prefix="clef-bench-")
     port = free_port()
@@ -252,6 +301,14 @@ def main():
         results["token (code exchange)"] = wrk(f"{base}/token", script=script, env=wenv,
                                                **dict(common, duration=min(args.duration, 5)))
         loaded_rss = rss_mib(pid)
+
+        # Password logins last: argon2 is what grows memory, and the peak is this phase's.
+        before_logins = status_mib(pid, "VmRSS")
+        done, failed, login_peak, login_secs = password_logins(
+            port, client["client_id"], redirect, pid, args.logins, args.login_concurrency, time_limit=120)
+        time.sleep(10)
+        after_logins = status_mib(pid, "VmRSS")
+        hwm = status_mib(pid, "VmHWM")
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -260,10 +317,15 @@ def main():
           f"{'SQLite' if not args.database_url else args.database_url.split(':')[0]}")
     print(f"start-up to first answered request (existing keys, median of 5): {startup_ms:.1f} ms")
     print(f"idle RSS: {idle_rss:.1f} MiB; RSS after the load runs: {loaded_rss:.1f} MiB")
+    print(f"password logins: {done} ok, {failed} failed in {login_secs:.1f} s at {args.login_concurrency} at a time; "
+          f"RSS before {before_logins:.1f} MiB, peak {login_peak:.1f} MiB (VmHWM {hwm:.1f}), 10 s after {after_logins:.1f} MiB")
     print(f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'errors':>8}")
     for name, r in results.items():
         print(f"{name:<24}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_ms_per_req']:>12.4f}{r['errors']:>8}")
-    print(json.dumps({"startup_ms": startup_ms, "idle_rss_mib": idle_rss, "loaded_rss_mib": loaded_rss, **results}))
+    print(json.dumps({"startup_ms": startup_ms, "idle_rss_mib": idle_rss, "loaded_rss_mib": loaded_rss,
+                      "logins": {"ok": done, "failed": failed, "seconds": login_secs, "rss_before_mib": before_logins,
+                                 "rss_peak_mib": login_peak, "vm_hwm_mib": hwm, "rss_10s_after_mib": after_logins},
+                      **results}))
 
 
 if __name__ == "__main__":

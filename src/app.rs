@@ -1,6 +1,5 @@
 //! Application state, start-up and the serve loop.
 
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +15,11 @@ use crate::store::{Db, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("database: {0}")]
+    // transparent: StoreError already says "database", and its cause is printed once.
+    #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("keys: {0}")]
+    // The cause follows through `source`, so it is not repeated here.
+    #[error("keys")]
     Keys(#[from] KeyError),
     #[error("templates: {0}")]
     Pages(String),
@@ -36,8 +37,9 @@ pub struct Inner {
     pub hasher: Hasher,
     pub mailer: Arc<crate::mail::Mailer>,
     pub clock: Clock,
-    /// Shared by every instance (stored in the database): CSRF tokens and other MACs.
-    pub hmac_key: Vec<u8>,
+    /// The HMAC keys for CSRF tokens and emailed codes: shared by every instance, and kept
+    /// outside the database (`CLEF_SECRET_KEY` or `keys/secret.key`).
+    pub hmac_key: crate::secret_key::SecretKeys,
     /// The discovery document, serialised once.
     pub discovery_json: Arc<str>,
 }
@@ -55,7 +57,7 @@ impl Deref for AppState {
 impl AppState {
     /// Connects, migrates, loads keys and templates.
     pub async fn build(config: Config, clock: Clock) -> Result<AppState, StartError> {
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect_with_timeout(&config.database_url, config.db_acquire_timeout).await?;
         db.migrate().await?;
         Self::with_db(config, clock, db).await
     }
@@ -64,13 +66,13 @@ impl AppState {
         let now = clock.now();
         let keys = Keys::load_or_generate(&config.keys_dir, config.max_signed_lifetime(), now)?;
         let pages = Pages::load(config.templates_dir.as_deref()).map_err(StartError::Pages)?;
-        let secret = db.setting_or_insert("hmac_key", &crate::secret::random_token(32)).await?;
+        let secret = crate::secret_key::SecretKeys::load(&config)?;
         let discovery_json = crate::oauth::metadata::document(&config).to_string().into();
         let mailer = Arc::new(crate::mail::Mailer::new(&config).map_err(|e| StartError::Mail(e.to_string()))?);
         Ok(AppState(Arc::new(Inner {
             mailer,
             hasher: Hasher::new(config.max_concurrent_hashes),
-            hmac_key: secret.into_bytes(),
+            hmac_key: secret,
             config,
             db,
             keys,
@@ -88,10 +90,101 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let background = tokio::spawn(housekeeping(state.clone()));
-    let app = crate::http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let limits = ConnLimits {
+        header_timeout: state.config.header_timeout,
+        body_timeout: state.config.body_timeout,
+        max_connections: state.config.max_connections,
+    };
+    let router = crate::http::router(state);
+    serve_connections(listener, router, limits, shutdown).await;
     background.abort();
-    result.map_err(StartError::Io)
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct ConnLimits {
+    header_timeout: Duration,
+    body_timeout: Duration,
+    max_connections: usize,
+}
+
+/// How long shutdown waits for requests in flight before dropping them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Our own accept loop, because `axum::serve` has no header timeout, body deadline or
+/// connection cap, and a few hundred idle half-sent requests exhaust the descriptors
+/// (slowloris). At the cap we stop accepting: new connections wait in the kernel backlog
+/// until a slot frees, which the header timeout guarantees within `header_timeout`.
+async fn serve_connections(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    let mut full_logged = false;
+    loop {
+        if slots.available_permits() == 0 && !full_logged {
+            tracing::warn!(
+                max = limits.max_connections,
+                "connection cap reached; new connections wait (CLEF_MAX_CONNECTIONS)"
+            );
+            full_logged = true;
+        }
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
+        let (stream, addr) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or similar: back off rather than spin, as hyper's
+                    // and axum's accept loops do.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        full_logged = false;
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            use tower::ServiceExt;
+            // One deadline for the whole body, however slowly it trickles in.
+            let mut req = req.map(|body| axum::body::Body::new(tower_http::timeout::DeadlineBody::new(limits.body_timeout, body)));
+            // What `into_make_service_with_connect_info` provides: handlers key limits on it.
+            req.extensions_mut().insert(axum::extract::ConnectInfo(addr));
+            router.clone().oneshot(req)
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // The header timeout also runs while a keep-alive connection waits for its next
+        // request, so idle connections are closed after it as well.
+        builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(client = %addr, error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; dropping requests in flight"),
+    }
 }
 
 async fn housekeeping(state: AppState) {
@@ -105,6 +198,11 @@ async fn housekeeping(state: AppState) {
                     Ok(true) => tracing::info!("signing keys reloaded"),
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, "reloading signing keys failed; keeping the current set"),
+                }
+                match state.hmac_key.reload() {
+                    Ok(true) => tracing::info!("server secret keys reloaded"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "reloading the server secret keys failed; keeping the current ones"),
                 }
             }
             _ = cleanup_tick.tick() => {

@@ -126,6 +126,11 @@ pub enum KeysCmd {
     List,
     /// Make new keys the signers; old public keys stay in JWKS until their tokens expire.
     Rotate,
+    /// Replace keys/secret.key (CSRF tokens, emailed codes); the old key moves to
+    /// keys/secret.previous and keeps verifying what it signed. Not for CLEF_SECRET_KEY.
+    RotateSecret,
+    /// Print a fresh value for CLEF_SECRET_KEY.
+    NewSecret,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -401,6 +406,21 @@ fn keys(config: &Config, cmd: KeysCmd, now: i64) -> Result<()> {
             let l = Keys::rotate(&config.keys_dir, retention, now)?;
             eprintln!("rotated: running servers switch to the new keys within 30 seconds");
             l
+        }
+        KeysCmd::RotateSecret => {
+            if config.secret_key.is_some() {
+                bail!("CLEF_SECRET_KEY is set: rotate by putting a new key first in its list (see `clef keys new-secret`)");
+            }
+            crate::secret_key::SecretKeys::rotate(&config.keys_dir)?;
+            eprintln!(
+                "rotated {}: running servers sign with the new key within 30 seconds; the old one still verifies",
+                config.keys_dir.join(crate::secret_key::CURRENT_FILE).display()
+            );
+            return Ok(());
+        }
+        KeysCmd::NewSecret => {
+            println!("{}", crate::secret_key::new_value());
+            return Ok(());
         }
     };
     for k in list {

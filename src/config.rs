@@ -53,6 +53,11 @@ pub struct RawConfig {
     pub ip_code_send_limit: Option<i64>,
     pub ip_code_verify_limit: Option<i64>,
     pub code_failure_limit: Option<i64>,
+    pub secret_key: Option<String>,
+    pub header_timeout: Option<i64>,
+    pub body_timeout: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub db_acquire_timeout: Option<i64>,
 }
 
 /// Every setting with its environment name, in the order README documents them.
@@ -84,6 +89,11 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_IP_CODE_SEND_LIMIT", "ip_code_send_limit"),
     ("CLEF_IP_CODE_VERIFY_LIMIT", "ip_code_verify_limit"),
     ("CLEF_CODE_FAILURE_LIMIT", "code_failure_limit"),
+    ("CLEF_SECRET_KEY", "secret_key"),
+    ("CLEF_HEADER_TIMEOUT", "header_timeout"),
+    ("CLEF_BODY_TIMEOUT", "body_timeout"),
+    ("CLEF_MAX_CONNECTIONS", "max_connections"),
+    ("CLEF_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout"),
 ];
 
 #[derive(Clone, Debug)]
@@ -114,6 +124,16 @@ pub struct Config {
     /// Peers whose forwarding headers are believed; empty: every header is ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub forwarded_header: ForwardedHeader,
+    /// `CLEF_SECRET_KEY`: the HMAC keys, first signs, all verify. `None`: `keys_dir/secret.key`.
+    pub secret_key: Option<Secret>,
+    /// Time allowed for a request's headers, and for an idle keep-alive connection.
+    pub header_timeout: std::time::Duration,
+    /// Time allowed for a whole request body to arrive.
+    pub body_timeout: std::time::Duration,
+    /// Open connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a database call waits for a pooled connection before answering 503.
+    pub db_acquire_timeout: std::time::Duration,
 }
 
 /// Which header a trusted proxy maintains. Only that one is read: a proxy that appends to
@@ -189,6 +209,11 @@ impl RawConfig {
                 "CLEF_IP_CODE_SEND_LIMIT" => self.ip_code_send_limit = Some(int()?),
                 "CLEF_IP_CODE_VERIFY_LIMIT" => self.ip_code_verify_limit = Some(int()?),
                 "CLEF_CODE_FAILURE_LIMIT" => self.code_failure_limit = Some(int()?),
+                "CLEF_SECRET_KEY" => self.secret_key = Some(v),
+                "CLEF_HEADER_TIMEOUT" => self.header_timeout = Some(int()?),
+                "CLEF_BODY_TIMEOUT" => self.body_timeout = Some(int()?),
+                "CLEF_MAX_CONNECTIONS" => self.max_connections = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?),
+                "CLEF_DB_ACQUIRE_TIMEOUT" => self.db_acquire_timeout = Some(int()?),
                 _ => {}
             }
         }
@@ -274,6 +299,17 @@ impl RawConfig {
                 ));
             }
         };
+        let max_connections = self.max_connections.unwrap_or(512);
+        if !(1..=65_536).contains(&max_connections) {
+            return Err(bad("CLEF_MAX_CONNECTIONS", "must be between 1 and 65536"));
+        }
+        let secs = |name: &str, v: Option<i64>, default: i64| ttl(name, v, default).map(|s| std::time::Duration::from_secs(s as u64));
+        let header_timeout = secs("CLEF_HEADER_TIMEOUT", self.header_timeout, 10)?;
+        let body_timeout = secs("CLEF_BODY_TIMEOUT", self.body_timeout, 15)?;
+        let db_acquire_timeout = secs("CLEF_DB_ACQUIRE_TIMEOUT", self.db_acquire_timeout, 3)?;
+        if let Some(k) = &self.secret_key {
+            crate::secret_key::parse_list(k).map_err(|e| bad("CLEF_SECRET_KEY", e))?;
+        }
         Ok(Config {
             smtp_url: self.smtp_url.map(Secret::new),
             mail_from,
@@ -297,6 +333,11 @@ impl RawConfig {
             log: self.log.unwrap_or_else(|| "info".to_owned()),
             trusted_proxies,
             forwarded_header,
+            secret_key: self.secret_key.map(Secret::new),
+            header_timeout,
+            body_timeout,
+            max_connections: max_connections as usize,
+            db_acquire_timeout,
         })
     }
 }

@@ -301,15 +301,86 @@ fn status_of(files: &[KeyFile], i: usize, retention: i64, now: i64) -> &'static 
     }
 }
 
-fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
     if !dir.exists() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
-        // A folder we made ourselves: make sure git never picks a key up from it.
-        let ignore = dir.join(".gitignore");
-        std::fs::write(&ignore, "*\n!.gitignore\n!README.md\n").map_err(io_err(&ignore))?;
+        // A folder we made ourselves: make sure git never picks a key up from it. Under the
+        // lock, as every temp file is, so a starting instance's cleanup cannot take it away.
+        let _lock = lock_folder(dir)?;
+        write_atomic(dir, ".gitignore", b"*\n!.gitignore\n!README.md\n", false)?;
     }
     Ok(())
+}
+
+/// An exclusive lock on the keys folder, released on drop: instances starting together and
+/// `clef keys rotate` take turns creating keys, so every one of them reads the same set after.
+pub(crate) fn lock_folder(dir: &Path) -> Result<std::fs::File, KeyError> {
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    f.lock().map_err(io_err(&path))?;
+    Ok(f)
+}
+
+/// Writes `name` in `dir` so that no reader ever sees it half-written: a 0600 temp file,
+/// synced, then renamed over (`replace`) or hard-linked to the name, which fails if the name
+/// exists (`Ok(false)`). A crash leaves only a `.*.tmp` file, which no scan reads.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8], replace: bool) -> Result<bool, KeyError> {
+    let tmp = dir.join(format!(".{name}.{}.tmp", crate::secret::random_token(6)));
+    let target = dir.join(name);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        if replace {
+            std::fs::rename(&tmp, &target).map_err(io_err(&target))?;
+            return Ok(true);
+        }
+        match std::fs::hard_link(&tmp, &target) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err(&target)(e)),
+        }
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    // The new name must survive a power cut too.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    result
+}
+
+/// Narrows a secret file readable by others to `mode`, saying so.
+pub(crate) fn tighten_mode(path: &Path, mode: u32) -> Result<(), KeyError> {
+    let Ok(meta) = std::fs::metadata(path) else { return Ok(()) };
+    let current = meta.permissions().mode() & 0o777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+        tracing::warn!(file = %path.display(), was = format!("{current:o}"), now = format!("{mode:o}"), "secret file was readable by others; permissions narrowed");
+    }
+    Ok(())
+}
+
+/// Deletes temp files a crash left behind. Only under the folder lock, when nobody writes.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn generate(dir: &Path, alg: Alg, now: i64) -> Result<(), KeyError> {
@@ -325,17 +396,10 @@ fn generate(dir: &Path, alg: Alg, now: i64) -> Result<(), KeyError> {
             .to_vec(),
     };
     let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
-    // create_new: two instances starting at once never overwrite each other's key; a clash
-    // in the same second moves to the next second.
+    // Never overwrite a key: a clash in the same second moves to the next second.
     for created in now.. {
-        let path = dir.join(format!("{created}-{}.pem", alg.file_tag()));
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
-            Ok(mut f) => {
-                f.write_all(pem.as_bytes()).map_err(io_err(&path))?;
-                return Ok(());
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err(&path)(e)),
+        if write_atomic(dir, &format!("{created}-{}.pem", alg.file_tag()), pem.as_bytes(), false)? {
+            return Ok(());
         }
     }
     unreachable!("the loop only ends by returning")
@@ -376,15 +440,17 @@ impl Keys {
     /// Loads the folder, generating any missing algorithm's first key.
     pub fn load_or_generate(dir: &Path, retention: i64, now: i64) -> Result<Keys, KeyError> {
         ensure_dir(dir)?;
-        let mut files = scan(dir)?;
-        let missing: Vec<Alg> = Alg::ALL.into_iter().filter(|a| !files.iter().any(|f| f.alg == *a)).collect();
-        for alg in &missing {
-            generate(dir, *alg, now)?;
-            tracing::info!(alg = alg.as_str(), dir = %dir.display(), "generated signing key");
+        {
+            // Check and create under the lock; whoever comes second finds the keys made.
+            let _lock = lock_folder(dir)?;
+            remove_leftovers(dir);
+            let files = scan(dir)?;
+            for alg in Alg::ALL.into_iter().filter(|a| !files.iter().any(|f| f.alg == *a)) {
+                generate(dir, alg, now)?;
+                tracing::info!(alg = alg.as_str(), dir = %dir.display(), "generated signing key");
+            }
         }
-        if !missing.is_empty() {
-            files = scan(dir)?;
-        }
+        let files = scan(dir)?;
         Ok(Keys {
             dir: dir.to_owned(),
             retention,
@@ -441,6 +507,7 @@ impl Keys {
     /// Makes a new key the signer for every algorithm and deletes keys that have expired.
     pub fn rotate(dir: &Path, retention: i64, now: i64) -> Result<Vec<KeyInfo>, KeyError> {
         ensure_dir(dir)?;
+        let _lock = lock_folder(dir)?;
         let before = scan(dir)?;
         let newest = before.iter().map(|f| f.created_at).max().unwrap_or(0);
         // A rotation must sort after every existing key, even within the same second.
@@ -455,5 +522,74 @@ impl Keys {
             }
         }
         Keys::list(dir, retention, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 7 item 15: instances starting together on an empty folder all end with one key
+    /// set, so none signs with a `kid` another does not publish; the same for the secret key.
+    #[test]
+    fn instances_starting_together_agree_on_one_key_set() {
+        for trial in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let keys_dir = dir.path().join("keys");
+            let config = crate::config::RawConfig {
+                keys_dir: Some(keys_dir.display().to_string()),
+                ..Default::default()
+            }
+            .validate()
+            .unwrap();
+            let barrier = Arc::new(std::sync::Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (keys_dir, barrier, config) = (keys_dir.clone(), barrier.clone(), config.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        let keys = Keys::load_or_generate(&keys_dir, 3600, 1_700_000_000).unwrap();
+                        let secret = crate::secret_key::SecretKeys::load(&config).unwrap();
+                        (keys.get().jwks_json.to_string(), secret.mac(&["probe"]))
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            assert!(results.windows(2).all(|w| w[0] == w[1]), "trial {trial}: instances disagree");
+            let pems = scan(&keys_dir).unwrap();
+            assert_eq!(pems.len(), 2, "one key per algorithm, trial {trial}");
+            for f in &pems {
+                let mode = std::fs::metadata(&f.path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+        }
+    }
+
+    /// A crash between writing and naming a key leaves a temp file: the next start neither
+    /// reads it nor trips on it, and removes it.
+    #[test]
+    fn leftover_temp_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".1700000000-rs256.pem.abcd.tmp"), "-----BEGIN PRIV").unwrap();
+        std::fs::write(dir.path().join(".secret.key.abcd.tmp"), "garbage").unwrap();
+        let keys = Keys::load_or_generate(dir.path(), 3600, 1_700_000_000).unwrap();
+        assert_eq!(keys.get().by_kid.len(), 2);
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn write_atomic_never_overwrites_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(write_atomic(dir.path(), "a", b"one", false).unwrap());
+        assert!(!write_atomic(dir.path(), "a", b"two", false).unwrap());
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"one");
+        assert!(write_atomic(dir.path(), "a", b"three", true).unwrap());
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"three");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
     }
 }

@@ -30,5 +30,7 @@ pub mod pages;
 pub mod paths;
 /// Random values, hashes, constant-time comparison.
 pub mod secret;
+/// The server's HMAC keys, outside the database.
+pub mod secret_key;
 /// SQLite and PostgreSQL storage.
 pub mod store;

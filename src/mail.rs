@@ -1,12 +1,13 @@
 //! Outgoing mail: SMTP when `CLEF_SMTP_URL` is set, else `.eml` files in the outbox folder so a
 //! fresh `clef serve` works and a newcomer can read the code.
 
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::Config;
 
@@ -28,7 +29,9 @@ pub enum MailError {
 #[derive(Clone)]
 enum Transport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    Outbox(AsyncFileTransport<Tokio1Executor>, PathBuf),
+    /// Mails hold live codes and links: the folder is 0700 and each file 0600, written here
+    /// rather than by lettre's file transport, which leaves them world-readable.
+    Outbox(PathBuf),
 }
 
 #[derive(Clone)]
@@ -62,10 +65,10 @@ impl Mailer {
                     .build();
                 Transport::Smtp(t)
             }
-            None => Transport::Outbox(
-                AsyncFileTransport::<Tokio1Executor>::new(&config.outbox_dir),
-                config.outbox_dir.clone(),
-            ),
+            None => {
+                prepare_outbox(&config.outbox_dir).map_err(|e| MailError::Config(format!("CLEF_OUTBOX_DIR: {e}")))?;
+                Transport::Outbox(config.outbox_dir.clone())
+            }
         };
         Ok(Mailer {
             transport,
@@ -87,12 +90,9 @@ impl Mailer {
     async fn send_once(&self, message: Message) -> Result<(), MailError> {
         match &self.transport {
             Transport::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string())),
-            Transport::Outbox(t, dir) => {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|e| MailError::Send(format!("{}: {e}", dir.display())))?;
-                t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string()))
-            }
+            Transport::Outbox(dir) => write_outbox(dir, &message.formatted())
+                .await
+                .map_err(|e| MailError::Send(format!("{}: {e}", dir.display()))),
         }
     }
 
@@ -125,7 +125,7 @@ impl Mailer {
                 return false;
             }
         };
-        if let Transport::Outbox(_, dir) = &self.transport {
+        if let Transport::Outbox(dir) = &self.transport {
             // No code in the log: only what the message is and where to find it.
             tracing::info!(to = ?m.to, subject = %m.subject, outbox = %dir.display(), "mail written to the outbox");
         }
@@ -155,4 +155,35 @@ impl Mailer {
             }
         }
     }
+}
+
+/// Creates the outbox owner-only, or narrows an existing one that others could read.
+fn prepare_outbox(dir: &Path) -> std::io::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+                tracing::warn!(outbox = %dir.display(), was = format!("{mode:o}"), "outbox folder was open to others; narrowed to 700");
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir),
+        Err(e) => Err(e),
+    }
+}
+
+/// One `.eml` file, created 0600 under a fresh random name.
+async fn write_outbox(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let (dir, bytes) = (dir.to_owned(), bytes.to_owned());
+    tokio::task::spawn_blocking(move || {
+        prepare_outbox(&dir)?;
+        let path = dir.join(format!("{}.eml", crate::secret::random_token(12)));
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        f.write_all(&bytes)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

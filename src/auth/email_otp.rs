@@ -1,10 +1,12 @@
 //! Six-digit codes by email (and the magic link that carries the same code's authority).
-//! Codes are stored as HMAC-SHA256 under the server key, so a stolen database gives none away.
+//! Codes are stored as HMAC-SHA256 under the server key, which lives outside the database
+//! (`secret_key`), so a stolen database gives none away.
 
 use rand::Rng;
 
 use super::AuthError;
-use crate::secret::{hmac_b64, random_token, sha256_b64};
+use crate::secret::{random_token, sha256_b64};
+use crate::secret_key::SecretKeys;
 use crate::store::{Db, NewOtp, OtpCheck};
 
 pub const LOGIN: &str = "login";
@@ -21,8 +23,8 @@ pub struct Issued {
     pub link_token: String,
 }
 
-fn code_hash(key: &[u8], email: &str, purpose: &str, code: &str) -> String {
-    hmac_b64(key, &["otp", email, purpose, code])
+fn code_parts<'a>(email: &'a str, purpose: &'a str, code: &'a str) -> [&'a str; 4] {
+    ["otp", email, purpose, code]
 }
 
 /// Where an issued code may be used and what it continues.
@@ -35,7 +37,7 @@ pub struct Context<'a> {
 /// Issues a fresh code, retiring the previous one for this email and purpose.
 pub async fn issue(
     db: &Db,
-    key: &[u8],
+    key: &SecretKeys,
     email: &str,
     purpose: &'static str,
     ctx: Context<'_>,
@@ -50,7 +52,7 @@ pub async fn issue(
             email: email.to_owned(),
             purpose,
             user_id: ctx.user_id.map(str::to_owned),
-            code_hash: code_hash(key, email, purpose, &code),
+            code_hash: key.mac(&code_parts(email, purpose, &code)),
             link_hash: sha256_b64(&link_token),
             browser_hash: ctx.browser_hash.to_owned(),
             request_id: ctx.request_id.map(str::to_owned),
@@ -63,11 +65,11 @@ pub async fn issue(
 }
 
 /// Checks a typed code. Spaces are ignored; anything else that is not the code counts as a try.
-pub async fn check(db: &Db, key: &[u8], email: &str, purpose: &str, typed: &str, now: i64) -> Result<OtpCheck, AuthError> {
+/// A code issued just before a secret rotation still verifies under the previous key.
+pub async fn check(db: &Db, key: &SecretKeys, email: &str, purpose: &str, typed: &str, now: i64) -> Result<OtpCheck, AuthError> {
     let typed: String = typed.chars().filter(|c| !c.is_whitespace()).collect();
-    Ok(db
-        .otp_check(email, purpose, &code_hash(key, email, purpose, &typed), MAX_ATTEMPTS, now)
-        .await?)
+    let hashes = key.macs(&code_parts(email, purpose, &typed));
+    Ok(db.otp_check(email, purpose, &hashes, MAX_ATTEMPTS, now).await?)
 }
 
 pub async fn take_link(db: &Db, token: &str, browser_hash: &str, now: i64) -> Result<Option<crate::store::SpentOtp>, AuthError> {
@@ -80,10 +82,12 @@ mod tests {
 
     #[test]
     fn code_hash_binds_email_and_purpose() {
+        use crate::secret::hmac_b64;
+        let h = |k: &[u8], e, p, c| hmac_b64(k, &code_parts(e, p, c));
         let k = b"key";
-        let a = code_hash(k, "a@x.test", LOGIN, "123456");
-        assert_ne!(a, code_hash(k, "b@x.test", LOGIN, "123456"));
-        assert_ne!(a, code_hash(k, "a@x.test", RESET_PASSWORD, "123456"));
-        assert_ne!(a, code_hash(b"other", "a@x.test", LOGIN, "123456"));
+        let a = h(k, "a@x.test", LOGIN, "123456");
+        assert_ne!(a, h(k, "b@x.test", LOGIN, "123456"));
+        assert_ne!(a, h(k, "a@x.test", RESET_PASSWORD, "123456"));
+        assert_ne!(a, h(b"other", "a@x.test", LOGIN, "123456"));
     }
 }

@@ -23,12 +23,18 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
     json_bytes(&app.keys.get().jwks_json, "public, max-age=300")
 }
 
+/// A probe wants its answer fast: a second at most, whatever the pool's acquire timeout.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub async fn readyz(State(app): State<AppState>) -> Response {
-    match app.db.ping().await {
+    match app.db.ping_within(READY_WITHIN).await {
         Ok(()) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response()
+            let mut resp = (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(super::error::RETRY_AFTER_SECS));
+            resp
         }
     }
 }

@@ -42,6 +42,9 @@ pub fn json_error(err: &OAuthError) -> Response {
     json_error_with_status(err, status_of(err.code))
 }
 
+/// What a 503 asks clients to wait before trying again (RFC 9110 §10.2.3).
+pub const RETRY_AFTER_SECS: &str = "5";
+
 pub fn json_error_with_status(err: &OAuthError, status: StatusCode) -> Response {
     let mut resp = (
         status,
@@ -59,6 +62,9 @@ pub fn json_error_with_status(err: &OAuthError, status: StatusCode) -> Response 
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"clef\", charset=\"UTF-8\""),
         );
+    }
+    if err.code == ErrorCode::TemporarilyUnavailable {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
     }
     resp
 }
@@ -97,17 +103,30 @@ impl PageError {
             req: None,
         }
     }
+
+    /// The database is away: a 503 page with Retry-After, logged as a warning, not a bug.
+    pub fn unavailable(err: impl std::fmt::Display) -> PageError {
+        tracing::warn!(error = %err, "database unavailable; answering 503");
+        PageError::new(StatusCode::SERVICE_UNAVAILABLE, "error.unavailable")
+    }
 }
 
 impl From<crate::store::StoreError> for PageError {
     fn from(e: crate::store::StoreError) -> Self {
-        PageError::internal(e)
+        if e.is_unavailable() {
+            PageError::unavailable(e)
+        } else {
+            PageError::internal(e)
+        }
     }
 }
 
 impl From<crate::auth::AuthError> for PageError {
     fn from(e: crate::auth::AuthError) -> Self {
-        PageError::internal(e)
+        match e {
+            crate::auth::AuthError::Store(s) => PageError::from(s),
+            other => PageError::internal(other),
+        }
     }
 }
 
@@ -173,7 +192,12 @@ pub fn render_page_error(app: &AppState, locale: &str, e: &PageError) -> Respons
             },
         )
         .unwrap_or_else(|_| "<!doctype html><title>Error</title><p>Error</p><p><a href=\"/login\">Sign in</a></p>".to_owned());
-    no_store((e.status, Html(html)).into_response())
+    let mut resp = no_store((e.status, Html(html)).into_response());
+    if e.status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    resp
 }
 
 /// A page handler's result, with its error shown as a page.

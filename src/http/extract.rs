@@ -8,7 +8,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use super::error::PageError;
 use crate::app::AppState;
 use crate::i18n;
-use crate::secret::{ct_eq, hmac_b64, random_token};
+use crate::secret::random_token;
 
 /// Form bodies are small; anything bigger is refused before it is buffered.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -131,7 +131,7 @@ pub const CSRF_COOKIE: &str = "clef_csrf";
 /// cross-site page can neither read nor forge it.
 pub fn csrf_token(app: &AppState, jar: CookieJar) -> (CookieJar, String) {
     let (jar, seed) = browser_seed(app, jar);
-    let token = hmac_b64(&app.hmac_key, &["csrf", &seed]);
+    let token = app.hmac_key.mac(&["csrf", &seed]);
     (jar, token)
 }
 
@@ -220,7 +220,8 @@ pub fn csrf_check(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presente
     }
     let seed = jar.get(&cookie_name(app, CSRF_COOKIE)).ok_or(CsrfRefusal::MissingCookie)?;
     let presented = presented.filter(|p| !p.is_empty()).ok_or(CsrfRefusal::MissingToken)?;
-    if ct_eq(&hmac_b64(&app.hmac_key, &["csrf", seed.value()]), presented) {
+    // Any current or previous key: a form rendered just before a secret rotation still posts.
+    if app.hmac_key.verify(&["csrf", seed.value()], presented) {
         Ok(())
     } else {
         Err(CsrfRefusal::BadToken)

@@ -27,7 +27,16 @@ pub struct TokenResponse {
 
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
-        OAuthError::internal(e)
+        if e.is_unavailable() {
+            // RFC 6749 §4.1.2.1 / §5.2: the outage is temporary, so say so (503, Retry-After).
+            tracing::warn!(error = %e, "database unavailable; answering temporarily_unavailable");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the service is briefly unavailable; retry shortly",
+            )
+        } else {
+            OAuthError::internal(e)
+        }
     }
 }
 

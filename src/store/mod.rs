@@ -66,8 +66,14 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("database URL: {0}")]
     Url(String),
+    /// The database cannot be reached right now (down, restarting, out of connections): the
+    /// caller answers 503 with Retry-After rather than 500. Built by `From<sqlx::Error>`.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    // No `#[source]` on these: the message already carries the cause, and a source would
+    // print it once more in every error chain.
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored value is corrupt: {0}")]
@@ -76,11 +82,44 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_outage(&err) {
+            StoreError::Unavailable(err)
+        } else {
+            StoreError::Db(err)
+        }
+    }
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Whether `err` means "the database is not there" rather than "this query is wrong".
+fn is_outage(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // PostgreSQL SQLSTATE class 08 (connection exception), 53300 (too many connections),
+        // 57P01-57P03 (shut down by an administrator, crashed, not accepting connections yet),
+        // 55000 (the database does not allow connections now), 3D000 (it is gone).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || matches!(&*c, "53300" | "57P01" | "57P02" | "57P03" | "55000" | "3D000")),
+        _ => false,
+    }
+}
+
+/// A pooled connection is waited for this long unless the setting says otherwise.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Maps a unique-constraint violation to a user-facing conflict, anything else stays a DB error.
 pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> StoreError {
     match err.as_database_error() {
         Some(db) if db.is_unique_violation() => StoreError::Conflict(what),
-        _ => StoreError::Db(err),
+        _ => StoreError::from(err),
     }
 }
 
@@ -90,6 +129,12 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 impl Db {
     /// Opens a pool for a `sqlite:` or `postgres:` URL. Nothing is migrated here.
     pub async fn connect(url: &str) -> Result<Db> {
+        Self::connect_with_timeout(url, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// `acquire_timeout` bounds every wait for a connection, so an outage answers 503 in that
+    /// time rather than hanging each request.
+    pub async fn connect_with_timeout(url: &str, acquire_timeout: Duration) -> Result<Db> {
         if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let options = SqliteConnectOptions::from_str(url)
@@ -120,6 +165,7 @@ impl Db {
             };
             let pool = SqlitePoolOptions::new()
                 .max_connections(max)
+                .acquire_timeout(acquire_timeout)
                 .min_connections(if memory { 1 } else { 0 })
                 .idle_timeout(None::<Duration>)
                 .max_lifetime(None::<Duration>)
@@ -135,10 +181,22 @@ impl Db {
             let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await?;
-            Ok(Db::Postgres(pool))
+                .acquire_timeout(acquire_timeout)
+                .connect_with(options.clone())
+                .await;
+            match pool {
+                Ok(pool) => Ok(Db::Postgres(pool)),
+                // The pool retries a refused connection until its timeout and then reports only
+                // the timeout; one direct attempt names the real cause.
+                Err(sqlx::Error::PoolTimedOut) => {
+                    use sqlx::ConnectOptions;
+                    match options.connect().await {
+                        Err(cause) => Err(StoreError::Unavailable(cause)),
+                        Ok(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
         } else {
             Err(StoreError::Url("must start with sqlite: or postgres:".to_owned()))
         }
@@ -165,6 +223,14 @@ impl Db {
     pub async fn ping(&self) -> Result<()> {
         on_db!(self, pool => { sqlx::query("select 1").execute(pool).await?; });
         Ok(())
+    }
+
+    /// `ping` that gives up after `within`: readiness probes want an answer, not a wait.
+    pub async fn ping_within(&self, within: Duration) -> Result<()> {
+        match tokio::time::timeout(within, self.ping()).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+        }
     }
 
     pub async fn close(&self) {

@@ -65,13 +65,17 @@ impl Db {
 
     /// One conditional update both judges and counts the try, so parallel guesses can never
     /// exceed `max_attempts` (the lockout race of GHSA-7h8m-vrxx-vr4m cannot happen).
-    pub async fn otp_check(&self, email: &str, purpose: &str, code_hash: &str, max_attempts: i64, now: i64) -> Result<OtpCheck> {
+    /// `code_hashes`: the typed code under the signing key, then under the previous one (the
+    /// code may predate a secret rotation); later keys are not tried, codes live minutes.
+    pub async fn otp_check(&self, email: &str, purpose: &str, code_hashes: &[String], max_attempts: i64, now: i64) -> Result<OtpCheck> {
+        let current = code_hashes.first().map(String::as_str).unwrap_or("");
+        let previous = code_hashes.get(1).map(String::as_str).unwrap_or(current);
         let row: Option<CheckRow> = on_db!(self, pool => sqlx::query_as(
-            "update otp_codes set used = case when code_hash = $3 then 1 else 0 end, \
-             attempts = attempts + case when code_hash = $3 then 0 else 1 end \
+            "update otp_codes set used = case when code_hash in ($3, $6) then 1 else 0 end, \
+             attempts = attempts + case when code_hash in ($3, $6) then 0 else 1 end \
              where email = $1 and purpose = $2 and used = 0 and attempts < $4 and expires_at > $5 \
              returning used, attempts, email, purpose, user_id, request_id, browser_hash")
-            .bind(email).bind(purpose).bind(code_hash).bind(max_attempts).bind(now)
+            .bind(email).bind(purpose).bind(current).bind(max_attempts).bind(now).bind(previous)
             .fetch_optional(pool).await?);
         Ok(match row {
             None => OtpCheck::Dead,

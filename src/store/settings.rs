@@ -1,4 +1,5 @@
-//! Instance-wide values every instance must share, such as the HMAC secret.
+//! Instance-wide values every instance must share. Never secrets: the HMAC key lives outside
+//! the database it protects (`secret_key`).
 
 use super::{Db, Result, on_db};
 

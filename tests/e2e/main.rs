@@ -16,5 +16,6 @@ mod input;
 mod page_details;
 mod pages;
 mod proxy;
+mod server;
 mod token_errors;
 mod tokens;
