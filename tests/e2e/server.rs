@@ -217,7 +217,15 @@ async fn outbox_is_private(h: &TestServer) {
     let rp = first_party(&hs).await;
     let (_, page) = ask_code(&hs.browser(), &rp.start(&[]).url, "box@example.test").await;
     assert_eq!(page.status, 200);
-    let files: Vec<_> = std::fs::read_dir(&outbox).unwrap().map(|e| e.unwrap().path()).collect();
+    // The login code goes out after the answer (no enumeration by time): wait for it, bounded.
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for _ in 0..100 {
+        files = std::fs::read_dir(&outbox).unwrap().map(|e| e.unwrap().path()).collect();
+        if !files.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(files.len(), 1);
     assert!(files[0].extension().is_some_and(|e| e == "eml"));
     assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
