@@ -11,18 +11,6 @@ use crate::support::rp::Rp;
 
 const PW: &str = "correct horse battery";
 
-async fn first_party(h: &TestServer) -> Rp {
-    let created = h
-        .client(ClientSpec {
-            name: "fp".into(),
-            redirect_uris: vec!["http://127.0.0.1/fp/cb".into()],
-            skip_consent: true,
-            ..ClientSpec::default()
-        })
-        .await;
-    Rp::discover(&h.issuer, &created, "http://127.0.0.1/fp/cb").await
-}
-
 /// Opens the login page for an authorization request and asks for a code.
 async fn ask_code(b: &Browser, start_url: &str, email: &str) -> (Page, Page) {
     let login = b.follow(b.get(start_url).await).await;
@@ -43,7 +31,7 @@ async fn passwordless_login_by_emailed_code(h: &TestServer) {
             ..UserSpec::default()
         })
         .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let start = rp.start(&["email"]);
     let (_, page) = ask_code(&b, &start.url, "otp@example.test").await;
@@ -74,7 +62,7 @@ async fn magic_link_works_once_and_only_in_the_asking_browser(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let start = rp.start(&[]);
     ask_code(&b, &start.url, "link@example.test").await;
@@ -95,7 +83,7 @@ async fn wrong_and_expired_codes(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let (_, page) = ask_code(&b, &rp.start(&[]).url, "w@example.test").await;
     let code = h.mail.last_to("w@example.test").six_digit_code();
@@ -160,7 +148,7 @@ async fn code_sends_are_limited(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let url = rp.start(&[]).url;
     for _ in 0..3 {
@@ -181,7 +169,7 @@ async fn code_checks_are_limited(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let (_, page) = ask_code(&b, &rp.start(&[]).url, "chk@example.test").await;
     let code = h.mail.last_to("chk@example.test").six_digit_code();
@@ -202,7 +190,7 @@ async fn unknown_email_looks_the_same(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let url = rp.start(&[]).url;
     let (_, known) = ask_code(&h.browser(), &url, "known@example.test").await;
     let (_, unknown) = ask_code(&h.browser(), &url, "nobody@example.test").await;
@@ -230,7 +218,7 @@ async fn unknown_email_looks_the_same(h: &TestServer) {
 
 async fn sixth_wrong_password_locks_even_in_parallel(h: &TestServer) {
     h.user("lock@example.test", PW).await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let login = b.follow(b.get(&rp.start(&[]).url).await).await;
     let mut tries = tokio::task::JoinSet::new();
@@ -291,7 +279,7 @@ async fn csrf_cookie(b: &Browser, h: &TestServer) -> String {
 
 async fn two_factors_when_the_client_asks(h: &TestServer) {
     h.user("two@example.test", PW).await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let start = rp.start_with(&[], &[("acr_values", "urn:clef:acr:2fa")]);
     let login = b.follow(b.get(&start.url).await).await;
@@ -313,7 +301,7 @@ async fn mail_speaks_french_when_asked(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let (_, page) = ask_code(&b, &rp.start_with(&[], &[("ui_locales", "fr")]).url, "fr@example.test").await;
     assert!(page.body.contains("Consultez vos e-mails"));
@@ -335,7 +323,7 @@ async fn outbox_mode_writes_readable_eml(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(&hs).await;
+    let rp = hs.first_party().await;
     let (_, page) = ask_code(&hs.browser(), &rp.start(&[]).url, "box@example.test").await;
     assert_eq!(page.status, 200);
     // The code mail is written after the answer.
@@ -362,7 +350,7 @@ async fn cleanup_removes_expired_codes(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     ask_code(&h.browser(), &rp.start(&[]).url, "old@example.test").await;
     h.clock.advance(86_401 * 2);
     let n = h.state.db.cleanup(h.clock.now()).await.unwrap();
@@ -372,7 +360,7 @@ async fn cleanup_removes_expired_codes(h: &TestServer) {
 /// Reset: old password out, new one in, every old session and refresh token revoked.
 async fn password_reset_revokes_everything_else(h: &TestServer) {
     h.user("reset@example.test", PW).await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let other = h.browser();
     let s1 = rp.start(&["email"]);
     let back = other.authorize(&s1.url, "reset@example.test", PW).await;
@@ -455,7 +443,7 @@ async fn unreachable_mail_server_is_not_told(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(&hs).await;
+    let rp = hs.first_party().await;
     let (_, page) = ask_code(&hs.browser(), &rp.start(&[]).url, "down@example.test").await;
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("We could not send the email right now"), "{}", page.body);

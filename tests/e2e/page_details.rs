@@ -11,18 +11,6 @@ use crate::support::rp::Rp;
 
 const PW: &str = "correct horse battery";
 
-async fn first_party(h: &TestServer) -> Rp {
-    let created = h
-        .client(ClientSpec {
-            name: "fp".into(),
-            redirect_uris: vec!["http://127.0.0.1/fp/cb".into()],
-            skip_consent: true,
-            ..ClientSpec::default()
-        })
-        .await;
-    Rp::discover(&h.issuer, &created, "http://127.0.0.1/fp/cb").await
-}
-
 fn owned(form: &[(String, String)]) -> Vec<(&str, &str)> {
     form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
@@ -50,7 +38,7 @@ async fn code_page_names_the_address_and_sends_a_new_code(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let start = rp.start(&[]);
     let login = b.follow(b.get(&start.url).await).await;
@@ -141,7 +129,7 @@ async fn reset_ends_on_a_confirmation(h: &TestServer) {
 
 /// Each error page ends with a link forward, and never to an unvalidated redirect URI.
 async fn error_pages_have_a_way_forward(h: &TestServer) {
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let unknown = b
         .get("/authorize?client_id=nobody&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&response_type=code&scope=openid")
@@ -214,7 +202,7 @@ async fn french_typography_and_mail_buttons(h: &TestServer) {
     assert!(plain.body.contains("Mot de passe oublié\u{202F}?"), "{}", plain.body);
     assert!(!plain.body.contains(" ?"));
     // ui_locales carries French through the posts of the flow.
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let login = b.follow(b.get(&rp.start_with(&[], &[("ui_locales", "fr")]).url).await).await;
     h.user_with(UserSpec {
         email: "fr@example.test".into(),

@@ -4,29 +4,16 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use clef::admin::{ClientSpec, UserSpec};
+use clef::admin::UserSpec;
 use clef::secret_key::SecretKeys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::e2e;
 use crate::support::browser::{Browser, Page};
-use crate::support::rp::Rp;
 use crate::support::{Backend, TestServer};
 
 const PW: &str = "correct horse battery";
-
-async fn first_party(h: &TestServer) -> Rp {
-    let created = h
-        .client(ClientSpec {
-            name: "fp".into(),
-            redirect_uris: vec!["http://127.0.0.1/fp/cb".into()],
-            skip_consent: true,
-            ..ClientSpec::default()
-        })
-        .await;
-    Rp::discover(&h.issuer, &created, "http://127.0.0.1/fp/cb").await
-}
 
 /// The login page of a fresh authorization request, then the code page after asking for one.
 async fn ask_code(b: &Browser, start_url: &str, email: &str) -> (Page, Page) {
@@ -89,7 +76,7 @@ async fn database_holds_no_key_material(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let (_, page) = ask_code(&h.browser(), &rp.start(&[]).url, "k@example.test").await;
     assert_eq!(page.status, 200, "{}", page.body);
 
@@ -169,7 +156,7 @@ async fn code_from_before_a_rotation_still_verifies(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let b = h.browser();
     let start = rp.start(&["email"]);
     let (_, page) = ask_code(&b, &start.url, "rot@example.test").await;
@@ -214,7 +201,7 @@ async fn outbox_is_private(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = first_party(&hs).await;
+    let rp = hs.first_party().await;
     let (_, page) = ask_code(&hs.browser(), &rp.start(&[]).url, "box@example.test").await;
     assert_eq!(page.status, 200);
     // The login code goes out after the answer (no enumeration by time): wait for it, bounded.
@@ -353,7 +340,7 @@ fn db_name(h: &TestServer) -> String {
 /// /readyz 503 within about a second, /token 503 temporarily_unavailable with Retry-After, a
 /// 503 page, and everything back once the database returns.
 async fn database_outage_answers_503(h: &TestServer) {
-    let rp = first_party(h).await;
+    let rp = h.first_party().await;
     let name = db_name(h);
     let http = reqwest::Client::new();
     assert_eq!(http.get(h.url("/readyz")).send().await.unwrap().status(), 200);
@@ -428,7 +415,7 @@ async fn instances_sharing_a_secret_accept_each_others_forms(h: &TestServer) {
         "no file with the variable set"
     );
     a.user("two@example.test", PW).await;
-    let rp = first_party(&a).await;
+    let rp = &a.first_party().await;
 
     // Loopback cookies ignore the port, so one browser carries A's CSRF cookie to B.
     let browser = a.browser();

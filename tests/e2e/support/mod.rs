@@ -183,6 +183,19 @@ impl TestServer {
         .await
     }
 
+    /// A first-party client (no consent step) and its relying party.
+    pub async fn first_party(&self) -> rp::Rp {
+        let created = self
+            .client(ClientSpec {
+                name: "fp".into(),
+                redirect_uris: vec!["http://127.0.0.1/fp/cb".into()],
+                skip_consent: true,
+                ..ClientSpec::default()
+            })
+            .await;
+        rp::Rp::discover(&self.issuer, &created, "http://127.0.0.1/fp/cb").await
+    }
+
     pub async fn user(&self, email: &str, password: &str) -> String {
         self.user_with(UserSpec {
             email: email.into(),
