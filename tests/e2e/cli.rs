@@ -233,7 +233,71 @@ async fn key_rotation_keeps_old_tokens_valid(h: &TestServer) {
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 }
 
+/// `clef serve` on a fresh database tells a newcomer where it answers and what to do next;
+/// once a client and a user exist, the next-step lines are gone.
+async fn serve_prints_the_next_steps(h: &TestServer) {
+    let banner = |extra_env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clef"));
+        cmd.arg("serve")
+            .current_dir(h.dir())
+            .env("CLEF_DATABASE_URL", &h.state.config.database_url)
+            .env("CLEF_KEYS_DIR", &h.state.config.keys_dir)
+            .env("CLEF_LISTEN", "127.0.0.1:0")
+            .env("CLEF_ISSUER", "http://localhost:9999")
+            .env("CLEF_LOG", "warn")
+            .env_remove("CLEF_SMTP_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        // The banner ends with an empty line; wait for it, bounded in lines and time.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (mut text, mut seen_start) = (String::new(), false);
+        for _ in 0..60 {
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) else {
+                break;
+            };
+            seen_start |= line.starts_with("clef is serving");
+            if seen_start && line.is_empty() {
+                break;
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        text
+    };
+    let fresh = banner(&[]);
+    assert!(fresh.contains("clef is serving http://localhost:9999"), "{fresh}");
+    assert!(
+        fresh.contains("discovery: http://localhost:9999/.well-known/openid-configuration"),
+        "{fresh}"
+    );
+    assert!(fresh.contains("clef clients create"), "{fresh}");
+    assert!(fresh.contains("clef users create"), "{fresh}");
+    assert!(fresh.contains("mail: no CLEF_SMTP_URL set"), "{fresh}");
+    h.confidential("app").await;
+    h.user("ana@example.test", "a long password").await;
+    let later = banner(&[("CLEF_SMTP_URL", "smtp://127.0.0.1:2525")]);
+    assert!(later.contains("discovery:"), "{later}");
+    assert!(!later.contains("next:") && !later.contains("mail:"), "{later}");
+}
+
 e2e!(
+    serve_prints_the_next_steps,
     clients_commands,
     users_commands,
     bad_configuration_names_the_setting,
