@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::INTROSPECT, axum::routing::post(token::introspect))
         .route(paths::USERINFO, get(userinfo::get).post(userinfo::post))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
-    Router::new()
+    let pages = Router::new()
         .merge(cors_routes)
         .route(paths::AUTHORIZE, get(authorize::get).post(authorize::post))
         .route(paths::AUTHORIZE_RESUME, get(authorize::resume))
@@ -58,8 +58,15 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             extract::refuse_control_in_query,
         ))
-        .layer(axum::middleware::map_response(close_after_refused_body))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::secure_cookies))
+        .layer(axum::middleware::map_response(close_after_refused_body));
+    // Only an http issuer behind trusted proxies can learn from a header that the browser
+    // used https; otherwise the layer would do nothing on every request.
+    let pages = if !state.config.issuer_is_https && !state.config.trusted_proxies.is_empty() {
+        pages.layer(axum::middleware::from_fn_with_state(state.clone(), client_ip::secure_cookies))
+    } else {
+        pages
+    };
+    pages
         .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
         .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         // Under `no-referrer` browsers send `Origin: null` on our own form posts and on the
