@@ -259,14 +259,7 @@ async fn verify_first(
     if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, email, &client_ip.to_string(), now).await? {
         return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
     }
-    let (jar, browser) = browser_hash(app, jar);
-    let ctx = Context {
-        user_id: Some(user_id),
-        browser_hash: &browser,
-        request_id: (!req.is_empty()).then_some(req),
-    };
-    let issued = email_otp::issue(&app.db, &app.hmac_key, email, VERIFY_EMAIL, ctx, app.config.otp_ttl, now).await?;
-    let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
+    let (jar, issued, link) = bound_code(app, jar, user_id, email, VERIFY_EMAIL, req, now).await?;
     notify::send_later(
         &app.pages,
         &app.mailer,
@@ -289,17 +282,30 @@ async fn verify_first(
     Ok(render_code_page(app, jar, loc, view))
 }
 
-/// Password accepted, a second factor asked for: an emailed code bound to this browser.
-async fn step_up(app: &AppState, jar: CookieJar, user_id: &str, email: &str, req: &str, loc: &str) -> Result<Response, PageError> {
-    let now = app.clock.now();
+/// A code for a known user, bound to this browser and to the request, with its magic link.
+async fn bound_code(
+    app: &AppState,
+    jar: CookieJar,
+    user_id: &str,
+    email: &str,
+    purpose: &'static str,
+    req: &str,
+    now: i64,
+) -> Result<(CookieJar, email_otp::Issued, String), PageError> {
     let (jar, browser) = browser_hash(app, jar);
     let ctx = Context {
         user_id: Some(user_id),
         browser_hash: &browser,
         request_id: (!req.is_empty()).then_some(req),
     };
-    let issued = email_otp::issue(&app.db, &app.hmac_key, email, STEP_UP, ctx, app.config.otp_ttl, now).await?;
+    let issued = email_otp::issue(&app.db, &app.hmac_key, email, purpose, ctx, app.config.otp_ttl, now).await?;
     let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
+    Ok((jar, issued, link))
+}
+
+/// Password accepted, a second factor asked for: an emailed code bound to this browser.
+async fn step_up(app: &AppState, jar: CookieJar, user_id: &str, email: &str, req: &str, loc: &str) -> Result<Response, PageError> {
+    let (jar, issued, link) = bound_code(app, jar, user_id, email, STEP_UP, req, app.clock.now()).await?;
     let delivered = notify::send(
         &app.pages,
         &app.mailer,
