@@ -173,16 +173,23 @@ fn prepare_outbox(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// One `.eml` file, created 0600 under a fresh random name.
+/// One `.eml` file, created 0600 under a fresh random name. It is written under a hidden
+/// name and renamed once complete, so whatever picks up `*.eml` never reads half a mail.
 async fn write_outbox(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let (dir, bytes) = (dir.to_owned(), bytes.to_owned());
     tokio::task::spawn_blocking(move || {
         prepare_outbox(&dir)?;
-        let path = dir.join(format!("{}.eml", crate::secret::random_token(12)));
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-        f.write_all(&bytes)
+        let name = crate::secret::random_token(12);
+        let partial = dir.join(format!(".{name}.partial"));
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+        let written = f.write_all(&bytes).and_then(|()| f.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        std::fs::rename(&partial, dir.join(format!("{name}.eml")))
     })
     .await
     .map_err(std::io::Error::other)?

@@ -207,7 +207,11 @@ async fn outbox_is_private(h: &TestServer) {
     // The login code goes out after the answer (no enumeration by time): wait for it, bounded.
     let mut files: Vec<std::path::PathBuf> = Vec::new();
     for _ in 0..100 {
-        files = std::fs::read_dir(&outbox).unwrap().map(|e| e.unwrap().path()).collect();
+        files = std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
         if !files.is_empty() {
             break;
         }
