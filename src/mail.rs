@@ -183,7 +183,11 @@ async fn write_outbox(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
         prepare_outbox(&dir)?;
         let name = crate::secret::random_token(12);
         let partial = dir.join(format!(".{name}.partial"));
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)?;
         let written = f.write_all(&bytes).and_then(|()| f.sync_all());
         if let Err(e) = written {
             let _ = std::fs::remove_file(&partial);

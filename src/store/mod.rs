@@ -3,6 +3,7 @@
 mod clients;
 mod codes;
 mod consents;
+mod events;
 mod fast_reads;
 mod limits;
 mod otp;
@@ -14,6 +15,7 @@ mod users;
 
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
+pub use events::{Event, EventKind, NewEvent};
 pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::LoginSession;
