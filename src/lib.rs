@@ -12,6 +12,8 @@ pub mod cli;
 pub mod clock;
 /// Settings from defaults, `clef.toml` and `CLEF_*`.
 pub mod config;
+/// A short device summary from a user agent.
+pub mod device;
 /// axum handlers: thin, no SQL, no protocol rules.
 pub mod http;
 /// English and French catalogues and locale negotiation.

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::authorize::{answer_consent, current_session, decision, load_request, respond_error};
+use super::authorize::{answer_consent, decision, load_request, respond_error};
 use super::client_ip::ClientIp;
 use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
@@ -447,7 +447,7 @@ async fn start_session(app: &AppState, jar: CookieJar, user_id: &str, amr: Vec<S
         acr: acr.to_owned(),
         expires_at: now + app.config.session_ttl,
     };
-    app.db.session_create(&session, now).await?;
+    app.db.session_create(&session, &super::account::session_meta(), now).await?;
     Ok(jar.add(cookie(app, SESSION_COOKIE, id, Some(app.config.session_ttl))))
 }
 
@@ -685,13 +685,6 @@ pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, hea
     page(&app, jar, StatusCode::OK, "consent.html", &ctx, loc)
 }
 
-async fn signed_in_user(app: &AppState, jar: &CookieJar) -> Result<Option<(LoginSession, crate::store::User)>, PageError> {
-    let Some(s) = current_session(app, jar).await? else {
-        return Ok(None);
-    };
-    Ok(app.db.user_get(&s.user_id).await?.map(|u| (s, u)))
-}
-
 pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, consent_post_inner(&app, &headers, jar, body).await)
 }
@@ -706,30 +699,4 @@ async fn consent_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar,
         _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_request")),
     };
     answer_consent(app, &jar, &row.request_id, &req, &client, allow).await
-}
-
-#[derive(Serialize)]
-struct AccountPage<'a> {
-    locale: &'a str,
-    email: Option<&'a str>,
-    csrf: &'a str,
-    logout_action: &'a str,
-    login_url: &'a str,
-}
-
-pub async fn account_get(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar) -> Response {
-    let loc = locale(&headers, None);
-    let user = match signed_in_user(&app, &jar).await {
-        Ok(u) => u,
-        Err(e) => return render_page_error(&app, loc, &e),
-    };
-    let (jar, csrf) = csrf_token(&app, jar);
-    let ctx = AccountPage {
-        locale: loc,
-        email: user.as_ref().map(|u| u.1.email.as_str()),
-        csrf: &csrf,
-        logout_action: paths::END_SESSION,
-        login_url: paths::LOGIN,
-    };
-    page(&app, jar, StatusCode::OK, "account.html", &ctx, loc)
 }

@@ -18,7 +18,7 @@ pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
 pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
-pub use sessions::LoginSession;
+pub use sessions::{LoginSession, SessionInfo, SessionMeta};
 pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};
 pub use tx::Tx;
 pub(crate) use tx::on_tx;
