@@ -59,7 +59,10 @@ pub fn parse(ua: &str) -> Device {
         Some("Safari") if !ua.contains("Safari/") => None,
         b => b,
     };
-    Device { browser, os: first(ua, SYSTEMS) }
+    Device {
+        browser,
+        os: first(ua, SYSTEMS),
+    }
 }
 
 #[cfg(test)]

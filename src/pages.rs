@@ -23,7 +23,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("forgot.html", include_str!("../templates/pages/forgot.html")),
     ("limited.html", include_str!("../templates/pages/limited.html")),
     ("done.html", include_str!("../templates/pages/done.html")),
-    ("account_email_code.html", include_str!("../templates/pages/account_email_code.html")),
+    (
+        "account_email_code.html",
+        include_str!("../templates/pages/account_email_code.html"),
+    ),
     ("email/message.txt", include_str!("../templates/email/message.txt")),
     ("email/message.html", include_str!("../templates/email/message.html")),
 ];

@@ -233,11 +233,7 @@ async fn render_account(
 ) -> Result<Response, PageError> {
     let now = app.clock.now();
     let (user, session) = (&signed.user, &signed.session);
-    let mut sessions = session_rows(
-        app,
-        app.db.sessions_for_user(&user.user_id, now).await?,
-        &session.session_hash,
-    );
+    let mut sessions = session_rows(app, app.db.sessions_for_user(&user.user_id, now).await?, &session.session_hash);
     // This device first, then the others by last use.
     sessions.sort_by_key(|s| !s.current);
     let events = event_rows(app.db.events_recent(&user.user_id, EVENTS_SHOWN).await?);
@@ -323,7 +319,13 @@ struct Post {
     loc: &'static str,
 }
 
-async fn read_post(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body, action: &str) -> Result<Result<Post, Response>, PageError> {
+async fn read_post(
+    app: &AppState,
+    headers: &HeaderMap,
+    jar: &CookieJar,
+    body: Body,
+    action: &str,
+) -> Result<Result<Post, Response>, PageError> {
     let pairs = extract::form(headers, body).await.map_err(|e| match e {
         extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
         extract::BodyError::NotForm | extract::BodyError::ControlChar => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
@@ -421,7 +423,9 @@ async fn password_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: 
     // The new password, the other sessions' end and the event land together or not at all.
     let mut tx = app.db.begin().await?;
     tx.user_set_password_hash(&user.user_id, &hash, now).await?;
-    let ended = tx.sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash)).await?;
+    let ended = tx
+        .sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash))
+        .await?;
     tx.event_record(&user.user_id, EventKind::PasswordChanged, &event(&client_ip, ua.as_deref()), now)
         .await?;
     tx.commit().await?;
@@ -577,7 +581,14 @@ async fn email_verify_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, j
     match limits::code_check(&app.db, &app.config.limits, &new, &ip.to_string(), now).await? {
         CodeGate::Allowed { .. } => {}
         CodeGate::Wait { .. } | CodeGate::Locked { .. } => {
-            return Ok(render_email_code(app, jar, StatusCode::TOO_MANY_REQUESTS, loc, &new, Some("limited.too_many_tries")));
+            return Ok(render_email_code(
+                app,
+                jar,
+                StatusCode::TOO_MANY_REQUESTS,
+                loc,
+                &new,
+                Some("limited.too_many_tries"),
+            ));
         }
     }
     let (jar, browser) = browser_hash(app, jar);
@@ -681,7 +692,9 @@ async fn sessions_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, j
     let (user, now) = (&p.signed.user, app.clock.now());
     let (client_ip, ua) = (ip.to_string(), user_agent(headers));
     let mut tx = app.db.begin().await?;
-    let ended = tx.sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash)).await?;
+    let ended = tx
+        .sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash))
+        .await?;
     tx.event_record(&user.user_id, EventKind::OtherSessionsEnded, &event(&client_ip, ua.as_deref()), now)
         .await?;
     tx.commit().await?;
@@ -714,7 +727,10 @@ mod tests {
     #[test]
     fn account_page_renders_in_both_languages() {
         let pages = crate::pages::Pages::load(None).unwrap();
-        for (loc, two_factor, this_device) in [("en", "Two-factor login", "This device"), ("fr", "Connexion en deux étapes", "Cet appareil")] {
+        for (loc, two_factor, this_device) in [
+            ("en", "Two-factor login", "This device"),
+            ("fr", "Connexion en deux étapes", "Cet appareil"),
+        ] {
             let ctx = AccountPage {
                 locale: loc,
                 csrf: "c",

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod account;
 mod authorize_errors;
 mod browser;
 mod cli;
@@ -19,4 +20,3 @@ mod proxy;
 mod server;
 mod token_errors;
 mod tokens;
-mod account;
