@@ -8,12 +8,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
+use axum_extra::extract::cookie::Cookie;
 use serde::Serialize;
 
 use super::authorize::current_session;
 use super::client_ip::ClientIp;
 use super::error::{PageError, no_store, page_or_error, render_page_error};
-use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, csrf_guard, csrf_token, field, locale};
+use super::extract::{self, SESSION_COOKIE, browser_hash, cookie_name, csrf_guard, csrf_token, field, locale};
 use crate::app::AppState;
 use crate::auth::email_otp::{self, CHANGE_EMAIL, Context};
 use crate::auth::limits::{self, CodeGate, Gate, Verdict};
@@ -316,7 +317,10 @@ pub async fn get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: He
 struct Post {
     pairs: Vec<(String, String)>,
     signed: Signed,
+    /// The page's language (the browser's, as on GET).
     loc: &'static str,
+    /// The mails' language: the account's own, else the page's.
+    mail_loc: String,
 }
 
 async fn read_post(
@@ -339,8 +343,14 @@ async fn read_post(
         let to = format!("{REAUTH_PATH}?then={action}");
         return Ok(Err(no_store(Redirect::to(&to).into_response())));
     }
-    let loc = locale(headers, signed.user.locale.as_deref());
-    Ok(Ok(Post { pairs, signed, loc }))
+    let loc = locale(headers, None);
+    let mail_loc = signed.user.locale.clone().unwrap_or_else(|| loc.to_owned());
+    Ok(Ok(Post {
+        pairs,
+        signed,
+        loc,
+        mail_loc,
+    }))
 }
 
 fn done(what: &str) -> Response {
@@ -402,7 +412,7 @@ async fn password_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: 
                             &app.config.issuer,
                             Kind::Locked,
                             &user.email,
-                            loc,
+                            &p.mail_loc,
                             None,
                             Some(&link),
                         );
@@ -438,7 +448,7 @@ async fn password_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: 
         &app.config.issuer,
         Kind::PasswordChanged,
         &user.email,
-        loc,
+        &p.mail_loc,
         None,
         Some(&link),
     )
@@ -539,7 +549,7 @@ async fn email_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: Coo
             &app.config.issuer,
             Kind::ChangeEmailCode,
             &new,
-            loc,
+            &p.mail_loc,
             Some(&issued.code),
             None,
         ),
@@ -629,7 +639,7 @@ async fn email_verify_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, j
         &app.config.issuer,
         Kind::EmailChanged,
         &user.email,
-        loc,
+        &p.mail_loc,
         None,
         Some(&link),
     )
@@ -673,7 +683,7 @@ async fn session_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, ja
     tracing::info!(user_id = %user.user_id, "session ended from the account page");
     if target.session_hash == p.signed.session.session_hash {
         // This device's own session: the browser is signed out, and its cookie goes too.
-        let jar = jar.add(cookie(app, SESSION_COOKIE, String::new(), Some(0)));
+        let jar = jar.remove(Cookie::build(cookie_name(app, SESSION_COOKIE)).path("/"));
         return Ok((jar, no_store(Redirect::to(paths::ACCOUNT).into_response())).into_response());
     }
     Ok(done("session"))
