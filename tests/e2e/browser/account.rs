@@ -28,6 +28,11 @@ async fn account_page_and_password_change(b: Browsers) {
     assert!(this.contains("127.0.0.1"), "{this}");
     assert!(this.contains(&text("en", "account.sessions.this_device")), "{this}");
     assert!(s.has("a[href$=\"/account/two-factor\"]").await);
+    s.client
+        .execute("document.querySelector('ul.sessions').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    s.shot("sessions").await;
 
     // A wrong current password: an alert, nothing changed.
     s.fill_and_submit(
@@ -50,6 +55,11 @@ async fn account_page_and_password_change(b: Browsers) {
     let notice = s.find("[role=\"status\"]").await.text().await.unwrap();
     assert_eq!(notice, text("en", "account.done.password"));
     let events = s.find("ul.events").await.text().await.unwrap();
+    s.client
+        .execute("document.querySelector('ul.events').scrollIntoView()", vec![])
+        .await
+        .unwrap();
+    s.shot("events").await;
     assert!(events.contains(&text("en", "event.password_changed")), "{events}");
     assert_eq!(f.h.mail.last_to("acct@example.test").subject, "Your password was changed");
 
