@@ -37,7 +37,7 @@ const TWO_FACTOR_PATH: &str = "/account/two-factor";
 const EVENTS_SHOWN: i64 = 20;
 
 /// Changing the password, the email or ending a session needs a login this recent (issue 8
-/// §4, after OWASP ASVS V6.8: re-authentication before sensitive operations).
+/// §4; OWASP ASVS 4.0.3 §3.7.1: re-authentication before sensitive account changes).
 fn needs_reauth(auth_time: i64, now: i64) -> bool {
     now - auth_time > REAUTH_AFTER
 }
@@ -56,10 +56,7 @@ pub async fn remember_meta(State(app): State<AppState>, req: Request, next: Next
         .await
         .ok();
     let meta = SessionMeta {
-        user_agent: parts
-            .headers
-            .get(header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        user_agent: user_agent(&parts.headers),
         ip: ip.map(|ip| ip.to_string()),
     };
     META.scope(meta, next.run(Request::from_parts(parts, body))).await
@@ -70,6 +67,7 @@ pub fn session_meta() -> SessionMeta {
     META.try_with(Clone::clone).unwrap_or_default()
 }
 
+/// As sent; stored bounded and never shown (the page shows `device::parse`'s labels).
 fn user_agent(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::USER_AGENT)
