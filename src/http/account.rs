@@ -310,8 +310,8 @@ pub async fn get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: He
     result.unwrap_or_else(|e| render_page_error(&app, loc, &e))
 }
 
-/// A post from the account page: the form (CSRF-checked first), its signed-in user, and
-/// whether the session is recent enough for `action`.
+/// A post from the account page that passed the CSRF check, by a signed-in user whose login
+/// is recent enough for its action (`read_post` answers anything else).
 struct Post {
     pairs: Vec<(String, String)>,
     signed: Signed,

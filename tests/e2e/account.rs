@@ -417,7 +417,50 @@ async fn stale_session_is_sent_to_reauthenticate(h: &TestServer) {
     assert!(h.mail.to("elsewhere@example.test").is_empty());
 }
 
+/// Every login path records where its session was opened, not only the password form: here
+/// an emailed code, whose handler knows nothing of user agents.
+async fn code_login_session_records_its_device(h: &TestServer) {
+    h.user_with(clef::admin::UserSpec {
+        email: "otp@example.test".into(),
+        ..clef::admin::UserSpec::default()
+    })
+    .await;
+    let b = h.browser();
+    let page = b.get("/login").await;
+    let csrf = page.input("csrf").unwrap();
+    let code_page = b
+        .post_with(
+            "/login/code",
+            &[("csrf", &csrf), ("req", ""), ("email", "otp@example.test")],
+            &[("user-agent", SAFARI)],
+        )
+        .await;
+    assert_eq!(code_page.status, StatusCode::OK, "{}", code_page.body);
+    let code = h.mail.last_to("otp@example.test").six_digit_code();
+    let done = b
+        .post_with(
+            "/login/code/verify",
+            &[
+                ("csrf", &csrf),
+                ("req", ""),
+                ("email", "otp@example.test"),
+                ("purpose", "login"),
+                ("code", &code),
+            ],
+            &[("user-agent", SAFARI)],
+        )
+        .await;
+    assert!(done.status.is_success() || done.status.is_redirection(), "{}", done.body);
+    let page = account(&b).await;
+    assert_eq!(sessions(&page)[0].0, "Safari on iOS", "{}", page.body);
+    assert!(
+        page.body.contains("password has no") || page.body.contains("no password yet"),
+        "a passwordless account"
+    );
+}
+
 e2e!(
+    code_login_session_records_its_device,
     sessions_list_device_ip_and_this_device,
     last_seen_moves_at_most_once_a_minute,
     change_password_with_wrong_then_right_current,
