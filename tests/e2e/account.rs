@@ -454,9 +454,11 @@ async fn code_login_session_records_its_device(h: &TestServer) {
     let page = account(&b).await;
     assert_eq!(sessions(&page)[0].0, "Safari on iOS", "{}", page.body);
     assert!(
-        page.body.contains("password has no") || page.body.contains("no password yet"),
-        "a passwordless account"
+        page.body.contains("Your account has no password yet"),
+        "passwordless: {}",
+        page.body
     );
+    assert!(!page.body.contains("name=\"current_password\""), "no current password asked");
 }
 
 e2e!(
