@@ -418,7 +418,8 @@ async fn stale_session_is_sent_to_reauthenticate(h: &TestServer) {
 }
 
 /// Every login path records where its session was opened, not only the password form: here
-/// an emailed code, whose handler knows nothing of user agents.
+/// an emailed code, whose handler knows nothing of user agents. A passwordless account then
+/// sets a password without a current one.
 async fn code_login_session_records_its_device(h: &TestServer) {
     h.user_with(clef::admin::UserSpec {
         email: "otp@example.test".into(),
@@ -459,6 +460,9 @@ async fn code_login_session_records_its_device(h: &TestServer) {
         page.body
     );
     assert!(!page.body.contains("name=\"current_password\""), "no current password asked");
+    let set = post(&b, "/account/password", &[("new_password", NEW_PW)]).await;
+    assert_eq!(set.location.as_deref(), Some("/account?done=password"), "{}", set.body);
+    assert!(password_login_works(h, "otp@example.test", NEW_PW).await);
 }
 
 e2e!(
