@@ -21,3 +21,4 @@ pub const CONSENT: &str = "/consent";
 pub const ACCOUNT: &str = "/account";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
+pub const ACCOUNT_API_STATUS: &str = "/account/api/status";

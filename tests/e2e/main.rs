@@ -5,6 +5,7 @@
 
 mod support;
 
+mod account_api;
 mod authorize_errors;
 mod browser;
 mod cli;
