@@ -102,7 +102,7 @@ mod tests {
                 let ctx = serde_json::json!({
                     "locale": locale, "action": "/login", "csrf": "c", "req": "r", "email": "a@b.c", "name": "Ana",
                     "error": error, "notice": "signup.check_email", "client_name": "Shop", "signup_url": "/signup",
-                    "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access"],
+                    "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access", "account"],
                     "message": "error.internal", "detail": "[REF:x]", "redirect_uri": "https://rp/cb",
                     "params": [["code", "x"], ["state", "y"]], "nonce": "n", "logout_action": "/logout",
                     "done": false, "hidden": [["state", "s"]], "code_action": "/login/code", "forgot_url": "/password/forgot", "purpose": "login",

@@ -21,6 +21,7 @@ pub const CONSENT: &str = "/consent";
 pub const ACCOUNT: &str = "/account";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
+pub const ACCOUNT_API_STATUS: &str = "/account/api/status";
 pub const ACCOUNT_PASSWORD: &str = "/account/password";
 pub const ACCOUNT_EMAIL: &str = "/account/email";
 pub const ACCOUNT_EMAIL_VERIFY: &str = "/account/email/verify";

@@ -1,6 +1,7 @@
 //! axum only: extract, call the protocol code, render. No SQL, no protocol rules.
 
 mod account;
+mod account_api;
 mod authorize;
 pub mod client_ip;
 mod cors;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::REVOKE, axum::routing::post(token::revoke))
         .route(paths::INTROSPECT, axum::routing::post(token::introspect))
         .route(paths::USERINFO, get(userinfo::get).post(userinfo::post))
+        .route(paths::ACCOUNT_API_STATUS, get(account_api::status))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
     let pages = Router::new()
         .merge(cors_routes)

@@ -6,6 +6,7 @@
 mod support;
 
 mod account;
+mod account_api;
 mod authorize_errors;
 mod browser;
 mod cli;
