@@ -32,8 +32,8 @@ pub fn generate() -> Vec<String> {
         .collect()
 }
 
-/// The code as stored: separators and case dropped. `None` when it cannot be a code, so a
-/// typo costs no database round trip... but still counts as a try (see `check_login`).
+/// The code as stored: separators and case dropped. `None` when it cannot be a code (which
+/// still counts as a wrong try in `check_login`).
 pub fn normalize(typed: &str) -> Option<String> {
     if typed.len() > MAX_INPUT {
         return None;

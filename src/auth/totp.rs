@@ -174,8 +174,10 @@ pub async fn check_login(db: &Db, keys: &SecretKeys, user_id: &str, code: &str, 
     let Some(cred) = db.totp_get(user_id).await?.filter(|c| c.enabled) else {
         return Ok(Verdict::NotEnrolled);
     };
+    // Opened before the try is taken: a secret this instance cannot open (its key ring not
+    // reloaded yet after a rotation) is our failure, not a wrong code, and is not counted.
+    let secret = open(keys, user_id, &cred.sealed_secret)?;
     guarded(db, user_id, now, async {
-        let secret = open(keys, user_id, &cred.sealed_secret)?;
         let Some(step) = matching_step(&secret, code, now) else {
             return Ok(false);
         };
@@ -189,6 +191,28 @@ pub async fn check_login(db: &Db, keys: &SecretKeys, user_id: &str, code: &str, 
         Ok(accepted)
     })
     .await
+}
+
+/// Seals again, under the ring's signing key, every TOTP secret sealed by an older key, so
+/// that a second `clef keys rotate-secret` (which drops the oldest key) loses none. Run at
+/// start-up and whenever the ring changes. Returns how many were sealed again.
+pub async fn reseal_all(db: &Db, keys: &SecretKeys) -> Result<u64, AuthError> {
+    let mut n = 0;
+    for (user_id, sealed) in db.totp_sealed_all().await? {
+        if secret_box::is_current(keys, &sealed) {
+            continue;
+        }
+        match open(keys, &user_id, &sealed) {
+            Ok(secret) => {
+                let fresh = seal(keys, &user_id, &secret)?;
+                n += u64::from(db.totp_reseal(&user_id, &sealed, &fresh).await?);
+            }
+            // Sealed by a key no longer in the ring: nothing opens it now; the user needs a
+            // backup code or `clef users reset-2fa`.
+            Err(_) => tracing::error!(user_id = %user_id, "a TOTP secret opens under no server secret key"),
+        }
+    }
+    Ok(n)
 }
 
 /// Which code the user typed at the second-factor step.

@@ -326,11 +326,12 @@ async fn disable(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJ
         detail: None,
     };
     let mut tx = app.db.begin().await?;
-    let removed = tx.second_factor_remove(&user.user_id).await?;
-    if !removed.totp && removed.backup_codes == 0 {
+    // Nothing is on (a pending enrolment is not): nothing to turn off or to tell anyone.
+    if !tx.totp_enabled(&user.user_id).await? {
         tx.rollback().await?;
         return Ok(see_other(paths::TWO_FACTOR));
     }
+    tx.second_factor_remove(&user.user_id).await?;
     tx.event_record(&user.user_id, EventKind::TotpDisabled, &event, now).await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.user_id, "two-factor login disabled");

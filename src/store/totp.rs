@@ -79,6 +79,14 @@ impl Db {
         Ok(n == 1)
     }
 
+    /// Every stored secret with its user, for sealing again after a key rotation.
+    pub async fn totp_sealed_all(&self) -> Result<Vec<(String, String)>> {
+        Ok(
+            on_db!(self, pool => sqlx::query_as("select user_id, sealed_secret from totp_credentials order by user_id")
+            .fetch_all(pool).await?),
+        )
+    }
+
     pub async fn backup_codes_count(&self, user_id: &str) -> Result<i64> {
         let (n,): (i64,) = on_db!(self, pool => sqlx::query_as("select count(*) from backup_codes where user_id = $1")
             .bind(user_id).fetch_one(pool).await?);

@@ -195,8 +195,7 @@ async fn a_backup_code_works_once(h: &TestServer) {
     );
     assert_eq!(db.backup_codes_count(&user_id).await.unwrap(), 7);
     // Another user's code is no code of this user.
-    let (bob, bob_b) = signed_in(h, "bob@example.test", 0).await;
-    let _ = bob_b;
+    let bob = h.user("bob@example.test", PW).await;
     assert_eq!(
         backup_codes::check_login(db, keys, &bob, &e.codes[0], now).await.unwrap(),
         Verdict::Wrong { locked: false }
@@ -417,7 +416,37 @@ async fn operator_reset_2fa(h: &TestServer) {
     assert!(stderr.contains("no user with the email nobody@example.test"), "{stderr}");
 }
 
+/// `clef keys rotate-secret`, twice: the TOTP secret is sealed again after the first, so the
+/// second, which drops the first key, loses nothing; backup codes hold through one rotation.
+async fn secret_rotation_keeps_totp_working(h: &TestServer) {
+    let (user_id, b) = signed_in(h, EMAIL, 0).await;
+    let e = enrol(h, &b).await;
+    let (db, keys) = (&h.state.db, &h.state.hmac_key);
+    let dir = h.state.config.keys_dir.clone();
+    let before = db.totp_get(&user_id).await.unwrap().unwrap().sealed_secret;
+    clef::secret_key::SecretKeys::rotate(&dir).unwrap();
+    assert!(keys.reload().unwrap());
+    // The housekeeping task does the same on its next tick; whichever runs first wins.
+    totp::reseal_all(db, keys).await.unwrap();
+    let after = db.totp_get(&user_id).await.unwrap().unwrap().sealed_secret;
+    assert_ne!(after, before, "sealed again under the new key");
+    assert_eq!(
+        backup_codes::check_login(db, keys, &user_id, &e.codes[0], h.clock.now())
+            .await
+            .unwrap(),
+        Verdict::Passed
+    );
+    clef::secret_key::SecretKeys::rotate(&dir).unwrap();
+    assert!(keys.reload().unwrap());
+    let now = h.clock.now();
+    assert_eq!(
+        totp::check_login(db, keys, &user_id, &e.code(now + 30), now).await.unwrap(),
+        Verdict::Passed
+    );
+}
+
 e2e!(
+    secret_rotation_keeps_totp_working,
     enrolment_through_the_pages,
     a_replayed_step_is_refused,
     a_backup_code_works_once,
