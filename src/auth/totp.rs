@@ -115,7 +115,7 @@ pub fn matching_step(secret: &[u8], code: &str, now: i64) -> Option<i64> {
     found
 }
 
-/// The code of `step`: for tests, and for nothing else.
+/// The code at `unix_time`: for tests and diagnostics; logins go through `matching_step`.
 pub fn code_at(secret: &[u8], unix_time: i64) -> Option<String> {
     let t = totp_rs::Builder::new().with_secret(secret.to_vec()).build().ok()?;
     Some(t.generate(unix_time.max(0) as u64).to_string())
