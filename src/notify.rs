@@ -19,6 +19,11 @@ pub enum Kind {
     ResetPassword,
     PasswordChanged,
     CodesLocked,
+    /// Five wrong second-factor codes in a row: TOTP and backup codes paused for 15 minutes.
+    SecondFactorLocked,
+    TotpEnabled,
+    TotpDisabled,
+    BackupCodesRegenerated,
 }
 
 impl Kind {
@@ -34,6 +39,10 @@ impl Kind {
             Kind::ResetPassword => "mail.reset_password",
             Kind::PasswordChanged => "mail.password_changed",
             Kind::CodesLocked => "mail.codes_locked",
+            Kind::SecondFactorLocked => "mail.second_factor_locked",
+            Kind::TotpEnabled => "mail.totp_enabled",
+            Kind::TotpDisabled => "mail.totp_disabled",
+            Kind::BackupCodesRegenerated => "mail.backup_codes_regenerated",
         }
     }
     fn link_label(self) -> &'static str {
@@ -41,6 +50,9 @@ impl Kind {
             Kind::SignupOffer => "mail.signup_link_label",
             Kind::Locked | Kind::CodesLocked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
             Kind::LoginCode | Kind::StepUp | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
+            Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => {
+                "mail.two_factor_link_label"
+            }
         }
     }
     /// The HTML mail's button: what pressing it does, as an action.
@@ -52,6 +64,7 @@ impl Kind {
             Kind::SignupOffer => "mail.button.create_account",
             Kind::Welcome => "mail.button.account",
             Kind::PasswordChanged | Kind::ResetPassword => "mail.button.reset",
+            Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => "mail.button.account",
         }
     }
 }

@@ -20,3 +20,4 @@ mod proxy;
 mod server;
 mod token_errors;
 mod tokens;
+mod two_factor;
