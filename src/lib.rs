@@ -32,6 +32,8 @@ pub mod pages;
 pub mod paths;
 /// Random values, hashes, constant-time comparison.
 pub mod secret;
+/// AES-256-GCM sealing of secrets the server reads back (TOTP seeds).
+pub mod secret_box;
 /// The server's HMAC keys, outside the database.
 pub mod secret_key;
 /// SQLite and PostgreSQL storage.

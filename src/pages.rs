@@ -29,6 +29,9 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("email/message.txt", include_str!("../templates/email/message.txt")),
     ("email/message.html", include_str!("../templates/email/message.html")),
+    ("two_factor.html", include_str!("../templates/pages/two_factor.html")),
+    ("two_factor_enrol.html", include_str!("../templates/pages/two_factor_enrol.html")),
+    ("two_factor_codes.html", include_str!("../templates/pages/two_factor_codes.html")),
 ];
 
 pub struct Pages {
@@ -113,6 +116,17 @@ mod tests {
                     "expires_minutes": 10, "resend_action": error.map(|_| "/login/code"), "confirmed": "done.signup", "next_url": "/account",
                     "button": "mail.button.sign_in",
                 });
+                // The two-factor pages' fields (one json! of everything passes the macro's recursion limit).
+                let extra = serde_json::json!({
+                    "totp_on": error.is_some(), "backup_codes_left": 7, "locked_minutes": 3, "enable_action": "/e",
+                    "disable_action": "/d", "regenerate_action": "/r", "account_url": "/account", "qr_svg": "<svg></svg>",
+                    "otpauth_uri": "otpauth://totp/clef:a?secret=A&issuer=clef", "secret_grouped": "ABCD EFGH",
+                    "codes": ["abcde-fghjk"], "download_href": "data:text/plain,x", "download_name": "backup-codes.txt",
+                });
+                let mut ctx = ctx;
+                if let (Some(all), serde_json::Value::Object(more)) = (ctx.as_object_mut(), extra) {
+                    all.extend(more);
+                }
                 for (name, _) in EMBEDDED {
                     let html = pages.render(name, &ctx).unwrap_or_else(|e| panic!("{name} in {locale}: {e:#}"));
                     if name.ends_with(".html") {

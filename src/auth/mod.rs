@@ -1,8 +1,10 @@
 //! Sign-in methods. Each checks one factor and says what the login step should do next.
 
+pub mod backup_codes;
 pub mod email_otp;
 pub mod limits;
 pub mod password;
+pub mod totp;
 
 /// A method's verdict on one attempt.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,4 +24,8 @@ pub enum AuthError {
     Store(#[from] crate::store::StoreError),
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error("totp: {0}")]
+    Totp(String),
+    #[error(transparent)]
+    SecretBox(#[from] crate::secret_box::BoxError),
 }

@@ -25,21 +25,14 @@ use crate::paths;
 use crate::secret::ct_eq;
 use crate::store::{Event, EventKind, LoginSession, NewEvent, OtpCheck, SessionInfo, SessionMeta, StoreError, User, normalize_email};
 
-/// How old a session's last authentication may be for a sensitive action, seconds.
-const REAUTH_AFTER: i64 = 300; // becomes CLEF_REAUTH_AFTER at merge
-
-/// Where a stale session is sent to authenticate again; the login chain serves it.
-const REAUTH_PATH: &str = "/account/reauth";
-/// The two-factor page (its own handlers).
-const TWO_FACTOR_PATH: &str = "/account/two-factor";
-
 /// How many security events the page lists.
 const EVENTS_SHOWN: i64 = 20;
 
-/// Changing the password, the email or ending a session needs a login this recent (issue 8
-/// §4; OWASP ASVS 4.0.3 §3.7.1: re-authentication before sensitive account changes).
-fn needs_reauth(auth_time: i64, now: i64) -> bool {
-    now - auth_time > REAUTH_AFTER
+/// Changing the password, the email or ending a session needs a login at most `reauth_after`
+/// seconds old (`CLEF_REAUTH_AFTER`; issue 8 §4; OWASP ASVS 4.0.3 §3.7.1: re-authentication
+/// before sensitive account changes). The same rule as `totp::recent_enough`.
+fn needs_reauth(auth_time: i64, now: i64, reauth_after: i64) -> bool {
+    now.saturating_sub(auth_time) > reauth_after
 }
 
 tokio::task_local! {
@@ -142,7 +135,7 @@ const ACTIONS: Actions = Actions {
     email: paths::ACCOUNT_EMAIL,
     session_end: paths::ACCOUNT_SESSION_END,
     sessions_end: paths::ACCOUNT_SESSIONS_END,
-    two_factor: TWO_FACTOR_PATH,
+    two_factor: paths::TWO_FACTOR,
 };
 
 #[derive(Serialize)]
@@ -336,9 +329,9 @@ async fn read_post(
     let Some(signed) = signed_in(app, jar).await? else {
         return Ok(Err(no_store(Redirect::to(paths::LOGIN).into_response())));
     };
-    if needs_reauth(signed.session.auth_time, app.clock.now()) {
+    if needs_reauth(signed.session.auth_time, app.clock.now(), app.config.reauth_after) {
         tracing::info!(user_id = %signed.user.user_id, action, "account action needs a recent login");
-        let to = format!("{REAUTH_PATH}?then={action}");
+        let to = format!("{}?then={action}", paths::REAUTH);
         return Ok(Err(no_store(Redirect::to(&to).into_response())));
     }
     let loc = locale(headers, None);
@@ -718,8 +711,9 @@ mod tests {
     fn reauth_after_five_minutes() {
         let t = 1_000_000;
         for (auth_time, stale) in [(t, false), (t - 299, false), (t - 300, false), (t - 301, true), (t - 86_400, true)] {
-            assert_eq!(needs_reauth(auth_time, t), stale, "{}", t - auth_time);
+            assert_eq!(needs_reauth(auth_time, t, 300), stale, "{}", t - auth_time);
         }
+        assert!(!needs_reauth(t, t, 0), "a login this second is always recent");
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod login;
 mod logout;
 mod password_reset;
 mod token;
+pub mod two_factor;
 mod userinfo;
 
 use axum::Router;
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::END_SESSION, get(logout::get).post(logout::post))
         .route(paths::HEALTHZ, get(|| async { "ok" }))
         .route(paths::READYZ, get(discovery::readyz))
+        .merge(two_factor::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

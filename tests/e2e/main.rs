@@ -21,3 +21,4 @@ mod proxy;
 mod server;
 mod token_errors;
 mod tokens;
+mod two_factor;

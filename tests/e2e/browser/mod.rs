@@ -13,6 +13,7 @@ mod errors;
 mod harness;
 mod journeys;
 mod language;
+mod two_factor;
 
 use clef::admin::{ClientSpec, CreatedClient};
 use clef::i18n::Catalogues;
