@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::e2e;
-use crate::support::TestServer;
 use crate::support::rp::Rp;
+use crate::support::{Browser, TestServer};
 
 const PW: &str = "correct horse battery";
 
@@ -26,8 +26,14 @@ async fn rp(h: &TestServer, name: &str, first_party: bool) -> Rp {
 
 /// Logs `email` in through the pages and returns the access token and its granted scope.
 pub async fn token(h: &TestServer, rp: &Rp, email: &str, scopes: &[&str]) -> (String, String) {
-    let start = rp.start(scopes);
-    let back = h.browser().authorize(&start.url, email, PW).await;
+    token_in(&h.browser(), rp, email, scopes, &[]).await
+}
+
+/// The same from browser `b`, which may hold a login session already, with extra
+/// authorization parameters (`max_age`, `prompt`).
+pub async fn token_in(b: &Browser, rp: &Rp, email: &str, scopes: &[&str], extra: &[(&str, &str)]) -> (String, String) {
+    let start = rp.start_with(scopes, extra);
+    let back = b.authorize(&start.url, email, PW).await;
     let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
     let at = openidconnect::OAuth2TokenResponse::access_token(&tokens).secret().clone();
     let scope = openidconnect::OAuth2TokenResponse::scopes(&tokens)
@@ -289,7 +295,8 @@ async fn disable_and_regenerate_need_a_recent_login(h: &TestServer) {
     const EMAIL: &str = "dr@example.test";
     let user_id = h.user(EMAIL, PW).await;
     let rp = rp(h, "fp", true).await;
-    let (old, _) = token(h, &rp, EMAIL, &["account"]).await;
+    let b = h.browser();
+    let (old, _) = token_in(&b, &rp, EMAIL, &["account"], &[]).await;
     let (_, first_codes) = enrol(h, &old).await;
     h.clock.advance(301);
     let (status, challenge, body) = post(h, "/account/api/totp/disable", Some(&old), None).await;
@@ -299,11 +306,21 @@ async fn disable_and_regenerate_need_a_recent_login(h: &TestServer) {
     // The old token still works where no recent login is needed.
     assert_eq!(two_factor_of(h, &old).await["totp"], "on");
 
-    // What the app does: a new login (`max_age=300` makes clef ask again), a new token.
+    // A new code from the same browser session is no fresher: the session's login is old.
+    let (again, _) = token_in(&b, &rp, EMAIL, &["account"], &[]).await;
+    let (status, challenge, body) = post(h, "/account/api/backup-codes", Some(&again), None).await;
+    assert_step_up(status, &challenge, &body);
+
+    // What the app does with the challenge: /authorize with its max_age. The session is too
+    // old for it, so clef asks for the password again (OIDC Core §3.1.2.1), and the new
+    // token carries the new auth_time.
     let start = rp.start_with(&["account"], &[("max_age", "300")]);
-    let back = h.browser().authorize(&start.url, EMAIL, PW).await;
-    let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
-    let fresh = openidconnect::OAuth2TokenResponse::access_token(&tokens).secret().clone();
+    let login = b.follow(b.get(&start.url).await).await;
+    assert!(login.body.contains("autocomplete=\"current-password\""), "asked to log in again");
+    let (fresh, _) = token_in(&b, &rp, EMAIL, &["account"], &[("max_age", "300")]).await;
+    assert_eq!(two_factor_of(h, &fresh).await["totp"], "on");
+    let (_, _, st) = get(h, "/account/api/status", Some(&fresh)).await;
+    assert_eq!(st["auth_time"], h.clock.now());
 
     let (status, _, body) = post(h, "/account/api/backup-codes", Some(&fresh), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
