@@ -85,12 +85,20 @@ pub fn json_no_store(body: serde_json::Value) -> Response {
 /// The routes after status, mounted under the same CORS layer.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(paths::ACCOUNT_API_TOTP_START, post(totp_start))
-        .route(paths::ACCOUNT_API_TOTP_CONFIRM, post(totp_confirm))
-        .route(paths::ACCOUNT_API_TOTP_DISABLE, post(totp_disable))
-        .route(paths::ACCOUNT_API_BACKUP_CODES, post(backup_codes))
-        .route(paths::ACCOUNT_API_SESSIONS, get(sessions))
-        .route(paths::ACCOUNT_API_SESSION_END, post(session_end))
+        .route(paths::ACCOUNT_API_TOTP_START, post(totp_start).fallback(wrong_method))
+        .route(paths::ACCOUNT_API_TOTP_CONFIRM, post(totp_confirm).fallback(wrong_method))
+        .route(paths::ACCOUNT_API_TOTP_DISABLE, post(totp_disable).fallback(wrong_method))
+        .route(paths::ACCOUNT_API_BACKUP_CODES, post(backup_codes).fallback(wrong_method))
+        .route(paths::ACCOUNT_API_SESSIONS, get(sessions).fallback(wrong_method))
+        .route(paths::ACCOUNT_API_SESSION_END, post(session_end).fallback(wrong_method))
+}
+
+/// A method the route does not take: 405 in the same JSON shape as every other error here.
+async fn wrong_method() -> Response {
+    json_error_with_status(
+        &OAuthError::invalid_request("this route does not take that method"),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
 }
 
 /// RFC 9470 §3: a sensitive route refuses a token whose login is older than `max_age`; the

@@ -452,6 +452,10 @@ async fn every_route_needs_the_account_scope(h: &TestServer) {
         }
     }
     assert_eq!(two_factor_of_db(h, "sc@example.test").await, None, "nothing started");
+    // A wrong method is an error in the same shape.
+    let (status, _, body) = get(h, "/account/api/totp/start", Some(&at)).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"], "invalid_request");
 }
 
 async fn two_factor_of_db(h: &TestServer, email: &str) -> Option<bool> {
