@@ -35,3 +35,10 @@ pub const ACCOUNT_EMAIL: &str = "/account/email";
 pub const ACCOUNT_EMAIL_VERIFY: &str = "/account/email/verify";
 pub const ACCOUNT_SESSION_END: &str = "/account/sessions/end";
 pub const ACCOUNT_SESSIONS_END: &str = "/account/sessions/end-others";
+pub const ACCOUNT_API_TOTP_START: &str = "/account/api/totp/start";
+pub const ACCOUNT_API_TOTP_CONFIRM: &str = "/account/api/totp/confirm";
+pub const ACCOUNT_API_TOTP_DISABLE: &str = "/account/api/totp/disable";
+pub const ACCOUNT_API_BACKUP_CODES: &str = "/account/api/backup-codes";
+pub const ACCOUNT_API_SESSIONS: &str = "/account/api/sessions";
+/// `{handle}`: a handle from the sessions list (axum path syntax).
+pub const ACCOUNT_API_SESSION_END: &str = "/account/api/sessions/{handle}/end";

@@ -4,6 +4,7 @@ pub mod backup_codes;
 pub mod email_otp;
 pub mod limits;
 pub mod password;
+pub mod second_factor;
 pub mod totp;
 
 /// A method's verdict on one attempt.

@@ -61,7 +61,7 @@ pub fn session_meta() -> SessionMeta {
 }
 
 /// As sent; stored bounded and never shown (the page shows `device::parse`'s labels).
-fn user_agent(headers: &HeaderMap) -> Option<String> {
+pub(super) fn user_agent(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
@@ -70,7 +70,7 @@ fn user_agent(headers: &HeaderMap) -> Option<String> {
 /// An opaque name for one of the user's sessions in a form: an HMAC of its hash under the
 /// server key, so the page never shows the hash (which names the session to the store) and a
 /// handle means nothing outside the owner's own list.
-fn handle(app: &AppState, session_hash: &str) -> String {
+pub(super) fn handle(app: &AppState, session_hash: &str) -> String {
     app.hmac_key.mac(&["session-handle", session_hash])
 }
 
@@ -348,7 +348,7 @@ fn done(what: &str) -> Response {
     no_store(Redirect::to(&format!("{}?done={what}", paths::ACCOUNT)).into_response())
 }
 
-fn event<'a>(ip: &'a str, ua: Option<&'a str>) -> NewEvent<'a> {
+pub(super) fn event<'a>(ip: &'a str, ua: Option<&'a str>) -> NewEvent<'a> {
     NewEvent {
         ip: Some(ip),
         user_agent: ua,
@@ -638,6 +638,38 @@ async fn email_verify_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, j
     Ok(done("email"))
 }
 
+/// The user's own live session that `presented` (a handle from their list) names. Only this
+/// user's sessions are candidates, so another user's handle names none, just as an unknown one.
+pub(super) async fn own_session(app: &AppState, user_id: &str, presented: &str, now: i64) -> Result<Option<SessionInfo>, StoreError> {
+    if presented.is_empty() || presented.len() > 128 {
+        return Ok(None);
+    }
+    Ok(app
+        .db
+        .sessions_for_user(user_id, now)
+        .await?
+        .into_iter()
+        .find(|s| app.hmac_key.verify(&["session-handle", &s.session_hash], presented)))
+}
+
+/// Ends one of the user's sessions and records it, in one transaction. False: it was gone.
+pub(super) async fn end_session(
+    app: &AppState,
+    user_id: &str,
+    session_hash: &str,
+    event: &NewEvent<'_>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let mut tx = app.db.begin().await?;
+    if !tx.session_end_for_user(user_id, session_hash).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.event_record(user_id, EventKind::SessionEnded, event, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// POST /account/sessions/end: "log out this one", by the handle the page showed.
 pub async fn session_end_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, session_end_inner(&app, ip, &headers, jar, body).await)
@@ -651,26 +683,11 @@ async fn session_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, ja
     let (user, now) = (&p.signed.user, app.clock.now());
     let unknown = || PageError::new(StatusCode::BAD_REQUEST, "account.session_unknown");
     let presented = field(&p.pairs, "session").unwrap_or("");
-    if presented.is_empty() || presented.len() > 128 {
-        return Err(unknown());
-    }
-    // Only this user's own sessions are candidates: another user's handle matches none.
-    let target = app
-        .db
-        .sessions_for_user(&user.user_id, now)
-        .await?
-        .into_iter()
-        .find(|s| app.hmac_key.verify(&["session-handle", &s.session_hash], presented))
-        .ok_or_else(unknown)?;
+    let target = own_session(app, &user.user_id, presented, now).await?.ok_or_else(unknown)?;
     let (client_ip, ua) = (ip.to_string(), user_agent(headers));
-    let mut tx = app.db.begin().await?;
-    if !tx.session_end_for_user(&user.user_id, &target.session_hash).await? {
-        tx.rollback().await?;
+    if !end_session(app, &user.user_id, &target.session_hash, &event(&client_ip, ua.as_deref()), now).await? {
         return Err(unknown());
     }
-    tx.event_record(&user.user_id, EventKind::SessionEnded, &event(&client_ip, ua.as_deref()), now)
-        .await?;
-    tx.commit().await?;
     tracing::info!(user_id = %user.user_id, "session ended from the account page");
     if target.session_hash == p.signed.session.session_hash {
         // This device's own session: the browser is signed out, and its cookie goes too.

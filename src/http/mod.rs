@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::INTROSPECT, axum::routing::post(token::introspect))
         .route(paths::USERINFO, get(userinfo::get).post(userinfo::post))
         .route(paths::ACCOUNT_API_STATUS, get(account_api::status))
+        .merge(account_api::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
     let pages = Router::new()
         .merge(cors_routes)

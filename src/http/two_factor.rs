@@ -16,10 +16,10 @@ use super::client_ip::ClientIp;
 use super::error::{PageError, no_store, render_page_error};
 use super::extract::{self, csrf_guard, csrf_token, field, locale};
 use crate::app::AppState;
-use crate::auth::{backup_codes, totp};
-use crate::notify::Kind;
+use crate::auth::second_factor::{self, Confirmed, Enrolment, TotpState};
+use crate::auth::totp;
 use crate::paths;
-use crate::store::{EventKind, LoginSession, NewEvent, StoreError, User};
+use crate::store::{LoginSession, NewEvent, User};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -93,6 +93,15 @@ fn user_agent(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
 }
 
+/// The security event's where and how.
+fn event<'a>(ip: &'a str, headers: &'a HeaderMap) -> NewEvent<'a> {
+    NewEvent {
+        ip: Some(ip),
+        user_agent: user_agent(headers),
+        detail: None,
+    }
+}
+
 fn answer(app: &AppState, loc: &str, r: Answer) -> Response {
     r.unwrap_or_else(|e| render_page_error(app, loc, &e))
 }
@@ -122,13 +131,10 @@ async fn status(app: &AppState, jar: CookieJar, loc: &str, query: Option<&str>) 
         return Ok(see_other(paths::LOGIN));
     };
     let now = app.clock.now();
-    let totp_on = app.db.totp_get(&user.user_id).await?.is_some_and(|c| c.enabled);
-    let backup_codes_left = app.db.backup_codes_count(&user.user_id).await?;
-    let locked_minutes = app
-        .db
-        .second_factor_locked_until(&user.user_id, now)
-        .await?
-        .map(|until| (until - now + 59) / 60);
+    let st = second_factor::status(&app.db, &user.user_id, now).await?;
+    let totp_on = st.totp == TotpState::On;
+    let backup_codes_left = st.backup_codes_left;
+    let locked_minutes = st.locked_until.map(|until| (until - now + 59) / 60);
     let pairs = extract::parse(query.unwrap_or("").as_bytes());
     // Only our own notices, by name: a query string cannot put text on the page.
     let notice = match field(&pairs, "done") {
@@ -165,17 +171,15 @@ struct EnrolPage<'a> {
 }
 
 fn enrol_page(app: &AppState, jar: CookieJar, loc: &str, user: &User, secret: &[u8], error: Option<&'static str>) -> Answer {
-    let uri = totp::otpauth_uri(secret, &app.config.totp_issuer, &user.email)?;
-    let svg = totp::qr_svg(&uri)?;
-    let grouped = totp::grouped_base32(secret);
+    let e = Enrolment::new(&app.config.totp_issuer, user, secret)?;
     let (jar, csrf) = csrf_token(app, jar);
     let ctx = EnrolPage {
         locale: loc,
         csrf: &csrf,
         action: paths::TWO_FACTOR_CONFIRM,
-        qr_svg: &svg,
-        otpauth_uri: &uri,
-        secret_grouped: &grouped,
+        qr_svg: &e.qr_svg,
+        otpauth_uri: &e.otpauth_uri,
+        secret_grouped: &e.secret_grouped,
         error,
         back_url: paths::TWO_FACTOR,
     };
@@ -193,14 +197,10 @@ async fn enable(app: &AppState, headers: &HeaderMap, jar: CookieJar, loc: &str, 
     let Some((_, user)) = signed_in(app, &jar).await? else {
         return Ok(see_other(paths::LOGIN));
     };
-    let secret = totp::new_secret();
-    let sealed = totp::seal(&app.hmac_key, &user.user_id, &secret)?;
-    match app.db.totp_begin(&user.user_id, &sealed, app.clock.now()).await {
-        Ok(()) => {}
+    let Some(secret) = second_factor::start(app, &user, app.clock.now()).await? else {
         // Already on: the status page says so and offers what can be done.
-        Err(StoreError::Conflict(_)) => return Ok(see_other(paths::TWO_FACTOR)),
-        Err(e) => return Err(e.into()),
-    }
+        return Ok(see_other(paths::TWO_FACTOR));
+    };
     enrol_page(app, jar, loc, &user, &secret, None)
 }
 
@@ -234,16 +234,6 @@ fn codes_page(app: &AppState, jar: CookieJar, loc: &str, notice: &'static str, c
     page(app, jar, "two_factor_codes.html", &ctx, loc)
 }
 
-/// New codes for `user`: the hashes to store and the codes to show.
-fn fresh_codes(app: &AppState, user_id: &str) -> (Vec<String>, Vec<String>) {
-    let codes = backup_codes::generate();
-    let hashes = codes
-        .iter()
-        .map(|c| backup_codes::hash_for_storage(&app.hmac_key, user_id, c))
-        .collect();
-    (codes, hashes)
-}
-
 /// The first code: TOTP goes on, with eight backup codes, in one transaction.
 pub async fn confirm_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     let loc = locale(&headers, None);
@@ -255,34 +245,15 @@ async fn confirm(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJ
     let Some((_, user)) = signed_in(app, &jar).await? else {
         return Ok(see_other(paths::LOGIN));
     };
-    let Some(cred) = app.db.totp_get(&user.user_id).await?.filter(|c| !c.enabled) else {
-        // Nothing pending (already on, or never started): the status page shows which.
-        return Ok(see_other(paths::TWO_FACTOR));
-    };
-    let secret = totp::open(&app.hmac_key, &user.user_id, &cred.sealed_secret)?;
-    let now = app.clock.now();
-    let Some(step) = totp::matching_step(&secret, field(&pairs, "code").unwrap_or(""), now) else {
-        return enrol_page(app, jar, loc, &user, &secret, Some("two_factor.wrong_code"));
-    };
-    let (codes, hashes) = fresh_codes(app, &user.user_id);
     let ip = ip.to_string();
-    let event = NewEvent {
-        ip: Some(&ip),
-        user_agent: user_agent(headers),
-        detail: None,
-    };
-    let mut tx = app.db.begin().await?;
-    // The step of the first code counts as accepted: it cannot log in a second time.
-    if !tx.totp_activate(&user.user_id, &cred.sealed_secret, step, now).await? {
-        tx.rollback().await?;
-        return Ok(see_other(paths::TWO_FACTOR));
+    let event = event(&ip, headers);
+    let code = field(&pairs, "code").unwrap_or("");
+    match second_factor::confirm(app, &user, code, &event, loc, app.clock.now()).await? {
+        // Nothing pending (already on, or never started): the status page shows which.
+        Confirmed::NothingPending => Ok(see_other(paths::TWO_FACTOR)),
+        Confirmed::Wrong { secret } => enrol_page(app, jar, loc, &user, &secret, Some("two_factor.wrong_code")),
+        Confirmed::On { codes } => Ok(codes_page(app, jar, loc, "two_factor.notice.enabled", &codes)),
     }
-    tx.backup_codes_replace(&user.user_id, &hashes, now).await?;
-    tx.event_record(&user.user_id, EventKind::TotpEnabled, &event, now).await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.user_id, "two-factor login enabled");
-    totp::notice(app, &user, Kind::TotpEnabled, loc);
-    Ok(codes_page(app, jar, loc, "two_factor.notice.enabled", &codes))
 }
 
 /// The session is too old for a sensitive action: re-authenticate, then back to it.
@@ -318,24 +289,10 @@ async fn disable(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJ
         Ok(u) => u,
         Err(redirect) => return Ok(redirect),
     };
-    let now = app.clock.now();
     let ip = ip.to_string();
-    let event = NewEvent {
-        ip: Some(&ip),
-        user_agent: user_agent(headers),
-        detail: None,
-    };
-    let mut tx = app.db.begin().await?;
-    // Nothing is on (a pending enrolment is not): nothing to turn off or to tell anyone.
-    if !tx.totp_enabled(&user.user_id).await? {
-        tx.rollback().await?;
+    if !second_factor::disable(app, &user, &event(&ip, headers), loc, app.clock.now()).await? {
         return Ok(see_other(paths::TWO_FACTOR));
     }
-    tx.second_factor_remove(&user.user_id).await?;
-    tx.event_record(&user.user_id, EventKind::TotpDisabled, &event, now).await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.user_id, "two-factor login disabled");
-    totp::notice(app, &user, Kind::TotpDisabled, loc);
     Ok(see_other(&format!("{}?done=disabled", paths::TWO_FACTOR)))
 }
 
@@ -349,27 +306,11 @@ async fn regenerate(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: Cook
         Ok(u) => u,
         Err(redirect) => return Ok(redirect),
     };
-    let now = app.clock.now();
-    let (codes, hashes) = fresh_codes(app, &user.user_id);
     let ip = ip.to_string();
-    let event = NewEvent {
-        ip: Some(&ip),
-        user_agent: user_agent(headers),
-        detail: None,
-    };
-    let mut tx = app.db.begin().await?;
-    // Backup codes stand in for TOTP: without it on they would be a factor of their own.
-    if !tx.totp_enabled(&user.user_id).await? {
-        tx.rollback().await?;
-        return Ok(see_other(paths::TWO_FACTOR));
+    match second_factor::regenerate(app, &user, &event(&ip, headers), loc, app.clock.now()).await? {
+        Some(codes) => Ok(codes_page(app, jar, loc, "two_factor.notice.regenerated", &codes)),
+        None => Ok(see_other(paths::TWO_FACTOR)),
     }
-    tx.backup_codes_replace(&user.user_id, &hashes, now).await?;
-    tx.event_record(&user.user_id, EventKind::BackupCodesRegenerated, &event, now)
-        .await?;
-    tx.commit().await?;
-    tracing::info!(user_id = %user.user_id, "backup codes regenerated");
-    totp::notice(app, &user, Kind::BackupCodesRegenerated, loc);
-    Ok(codes_page(app, jar, loc, "two_factor.notice.regenerated", &codes))
 }
 
 #[cfg(test)]

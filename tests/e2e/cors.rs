@@ -25,6 +25,12 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/revoke"),
     ("POST", "/introspect"),
     ("GET", "/account/api/status"),
+    ("POST", "/account/api/totp/start"),
+    ("POST", "/account/api/totp/confirm"),
+    ("POST", "/account/api/totp/disable"),
+    ("POST", "/account/api/backup-codes"),
+    ("GET", "/account/api/sessions"),
+    ("POST", "/account/api/sessions/some-handle/end"),
 ];
 
 async fn spa(h: &TestServer) -> CreatedClient {
