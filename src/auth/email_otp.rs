@@ -12,7 +12,7 @@ use crate::store::{Db, NewOtp, OtpCheck};
 pub const LOGIN: &str = "login";
 pub const VERIFY_EMAIL: &str = "verify_email";
 pub const RESET_PASSWORD: &str = "reset_password";
-pub const STEP_UP: &str = "step_up";
+pub const SECOND_FACTOR: &str = "second_factor";
 
 /// The 5th wrong try kills the code.
 pub const MAX_ATTEMPTS: i64 = 5;

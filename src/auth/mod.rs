@@ -4,7 +4,9 @@
 
 pub mod attempt;
 pub mod email_otp;
+pub mod engine;
 pub mod limits;
+pub mod methods;
 pub mod password;
 pub mod policy;
 

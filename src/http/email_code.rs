@@ -12,7 +12,7 @@ use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field, locale};
 use super::login::{Step, complete_login, complete_login_confirmed, read_step};
 use crate::app::AppState;
-use crate::auth::email_otp::{self, Context, LOGIN, RESET_PASSWORD, STEP_UP, VERIFY_EMAIL};
+use crate::auth::email_otp::{self, Context, LOGIN, RESET_PASSWORD, SECOND_FACTOR, VERIFY_EMAIL};
 use crate::auth::limits::{self, CodeGate, Verdict};
 use crate::notify::{self, Kind};
 use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_OTP, AMR_PASSWORD};
@@ -185,7 +185,7 @@ pub async fn verify_post(State(app): State<AppState>, ip: ClientIp, headers: Hea
 async fn verify_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let step = read_step(app, headers, &jar, body).await?;
     let purpose = match field(&step.pairs, "purpose") {
-        Some(STEP_UP) => STEP_UP,
+        Some(SECOND_FACTOR) => SECOND_FACTOR,
         Some(VERIFY_EMAIL) => VERIFY_EMAIL,
         _ => LOGIN,
     };
@@ -196,7 +196,7 @@ async fn verify_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: Co
     // A second-step code is good only in the browser that passed the first step.
     let (jar, browser) = browser_hash(app, jar);
     let same_browser = spent.browser_hash == browser;
-    if purpose == STEP_UP && !same_browser {
+    if purpose == SECOND_FACTOR && !same_browser {
         return Ok(code_again(app, jar, &step, purpose, "code.expired"));
     }
     // A pending password survives only a verification code typed where it was chosen.
@@ -339,7 +339,7 @@ async fn finish(
         // Reset codes finish in the reset handler, never as a login here.
         return Err(PageError::new(StatusCode::BAD_REQUEST, "code.link_invalid"));
     }
-    let (amr, acr) = if purpose == STEP_UP {
+    let (amr, acr) = if purpose == SECOND_FACTOR {
         (vec![AMR_PASSWORD.to_owned(), AMR_OTP.to_owned()], ACR_2FA)
     } else {
         (vec![AMR_OTP.to_owned()], ACR_1FA)

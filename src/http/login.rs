@@ -14,7 +14,7 @@ use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_guard, csrf_token, field, locale};
 use crate::app::AppState;
-use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
+use crate::auth::email_otp::{self, Context, SECOND_FACTOR, VERIFY_EMAIL};
 use crate::auth::limits::{self, Gate, Verdict};
 use crate::auth::{Outcome, password};
 use crate::notify::{self, Kind};
@@ -305,12 +305,12 @@ async fn bound_code(
 
 /// Password accepted, a second factor asked for: an emailed code bound to this browser.
 async fn step_up(app: &AppState, jar: CookieJar, user_id: &str, email: &str, req: &str, loc: &str) -> Result<Response, PageError> {
-    let (jar, issued, link) = bound_code(app, jar, user_id, email, STEP_UP, req, app.clock.now()).await?;
+    let (jar, issued, link) = bound_code(app, jar, user_id, email, SECOND_FACTOR, req, app.clock.now()).await?;
     let delivered = notify::send(
         &app.pages,
         &app.mailer,
         &app.config.issuer,
-        Kind::StepUp,
+        Kind::SecondFactor,
         email,
         loc,
         Some(&issued.code),
@@ -321,8 +321,8 @@ async fn step_up(app: &AppState, jar: CookieJar, user_id: &str, email: &str, req
     let view = CodeView {
         req,
         email,
-        purpose: STEP_UP,
-        notice: Some("login.step_up"),
+        purpose: SECOND_FACTOR,
+        notice: Some("login.second_factor"),
         error: None,
         mail_failed: !delivered,
     };
