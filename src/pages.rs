@@ -23,6 +23,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("forgot.html", include_str!("../templates/pages/forgot.html")),
     ("limited.html", include_str!("../templates/pages/limited.html")),
     ("done.html", include_str!("../templates/pages/done.html")),
+    ("password.html", include_str!("../templates/pages/password.html")),
     ("email/message.txt", include_str!("../templates/email/message.txt")),
     ("email/message.html", include_str!("../templates/email/message.html")),
 ];
@@ -101,7 +102,7 @@ mod tests {
                     "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access"],
                     "message": "error.internal", "detail": "[REF:x]", "redirect_uri": "https://rp/cb",
                     "params": [["code", "x"], ["state", "y"]], "nonce": "n", "logout_action": "/logout",
-                    "done": false, "hidden": [["state", "s"]], "code_action": "/login/code", "forgot_url": "/password/forgot", "purpose": "login",
+                    "done": false, "hidden": [["state", "s"]], "code_action": "/login/code", "forgot_url": "/password/forgot", "attempt": "a",
                     "new_password": true, "back_url": "/login", "mail_failed": true, "minutes": 1,
                     "kind": "mail.login_code", "link_label": "mail.link_label", "subject": "s", "issuer": "https://id.example",
                     "code": "123456", "link": "https://id.example/login/link?token=x",

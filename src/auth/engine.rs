@@ -223,19 +223,33 @@ async fn settle(d: &Deps<'_>, c: Caller<'_>, hold: Hold, verdict: &Verdict, emai
 
 /// Starts a method for the attempt (mails a code, for the emailed code) and shows its form.
 /// Sending codes is limited per address and per client address, first.
-pub async fn begin<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result<Step, AuthError> {
-    let a = &mut live.attempt;
-    let email = a.claimed_email.clone().unwrap_or_default();
+pub async fn begin<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, now: i64) -> Result<Step, AuthError> {
     // Second-factor codes follow a passed factor and are not counted, as before.
-    let counted = M::METHOD == Method::EmailCode && super::methods::email_code::code_for(a) != CodeFor::SecondFactor;
-    if counted && let Sends::Limited { retry_after } = limits::code_send(d.db, d.limits, &email, c.ip, now).await? {
-        tracing::info!(client_ip = %c.ip, "code sends limited");
+    let counted = M::METHOD == Method::EmailCode && super::methods::email_code::code_for(&live.attempt) != CodeFor::SecondFactor;
+    if counted && let Some(refused) = sends_limited(d, c, &live, now).await? {
         return Ok(Step::Refused {
             live: Box::new(live),
             message: "limited.too_many_codes",
-            retry_after,
+            retry_after: refused,
         });
     }
+    start::<M>(d, c, live, now).await
+}
+
+/// The code-send limit: sign-in, sign-up and reset codes share the count.
+async fn sends_limited(d: &Deps<'_>, c: Caller<'_>, live: &Live, now: i64) -> Result<Option<i64>, AuthError> {
+    let email = live.attempt.claimed_email.as_deref().unwrap_or("");
+    Ok(match limits::code_send(d.db, d.limits, email, c.ip, now).await? {
+        Sends::Limited { retry_after } => {
+            tracing::info!(client_ip = %c.ip, "code sends limited");
+            Some(retry_after)
+        }
+        Sends::Allowed => None,
+    })
+}
+
+async fn start<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result<Step, AuthError> {
+    let a = &mut live.attempt;
     let begun = M::begin(d, c, a, now).await?;
     if !save(d.db, a, now).await? {
         return Ok(over(a, Why::Expired));
@@ -244,8 +258,11 @@ pub async fn begin<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, mut live: Live, n
         Begun::Form => (None, false),
         Begun::Sent { mail_failed } => (Some(notice_for(a)), mail_failed),
     };
-    let next = policy::next(a, None, SETTINGS, now);
-    let next = if a.factors.is_empty() { next } else { Next::Ask(vec![M::METHOD]) };
+    let next = if a.factors.is_empty() {
+        policy::next(a, None, SETTINGS, now)
+    } else {
+        Next::Ask(vec![M::METHOD])
+    };
     Ok(Step::Show {
         live: Box::new(live),
         next,
@@ -253,6 +270,35 @@ pub async fn begin<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, mut live: Live, n
         notice,
         mail_failed,
     })
+}
+
+/// The magic link: it finds its attempt through the code, in the browser that opened it.
+/// `None`: no live link here (used, expired, another browser), said as one answer.
+pub async fn link(d: &Deps<'_>, c: Caller<'_>, token: Secret, now: i64) -> Result<Option<Step>, AuthError> {
+    let Some(attempt) = load_by_link(d.db, token.expose(), c.browser_hash, now).await? else {
+        return Ok(None);
+    };
+    let live = Live {
+        id: String::new(),
+        attempt,
+    };
+    let mut step = submit::<super::methods::magic_link::MagicLink>(d, c, live, token, now).await?;
+    match &mut step {
+        Step::Show { problem: Some(_), .. } | Step::Refused { .. } => return Ok(None),
+        // The attempt goes on (a further factor): only its hash was known, so it gets a new
+        // id for the page's forms, and the old one stops working.
+        Step::Show { live, .. } => {
+            let id = random_token(24);
+            let hash = sha256_b64(&id);
+            if !d.db.attempt_rekey(&live.attempt.attempt_hash, &hash).await? {
+                return Ok(None);
+            }
+            live.id = id;
+            live.attempt.attempt_hash = hash;
+        }
+        Step::Finished(_) | Step::Over { .. } => {}
+    }
+    Ok(Some(step))
 }
 
 fn notice_for(a: &Attempt) -> &'static str {
@@ -375,6 +421,8 @@ pub async fn new_password(d: &Deps<'_>, c: Caller<'_>, mut live: Live, password:
         )
         .await;
     }
+    // The code proved the mailbox: the address is verified (and the new password is no pending one).
+    d.db.user_verify_email(&user_id, true, now).await?;
     a.purpose = Purpose::Reset { password_set: true };
     decide(d, c, live, now).await
 }
@@ -427,17 +475,30 @@ async fn decide(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result
 }
 
 /// Sign-up: a new account, or, for a taken address, a mail to its owner; the same page and the
-/// same work either way. The password was hashed before the address was looked up.
-/// A lost race for the address comes back as `StoreError::Conflict`.
+/// same work either way. Limits first, then the hash, before the address is looked up, so a
+/// taken address costs the same time as a new one. A lost race for the address comes back as
+/// `StoreError::Conflict`.
 pub async fn signup(
     d: &Deps<'_>,
     c: Caller<'_>,
     mut live: Live,
     name: Option<&str>,
-    hash: Option<String>,
+    password: Option<Secret>,
     now: i64,
 ) -> Result<Step, AuthError> {
+    if let Some(retry_after) = sends_limited(d, c, &live, now).await? {
+        return Ok(Step::Refused {
+            live: Box::new(live),
+            message: "limited.too_many_codes",
+            retry_after,
+        });
+    }
+    let hash = match password {
+        Some(p) => Some(d.hasher.hash(p.expose()).await?),
+        None => None,
+    };
     let email = live.attempt.claimed_email.clone().unwrap_or_default();
+    // Mails after the answer, for both branches: a taken address must not show by time.
     match d.db.user_by_email(&email).await? {
         // Never say that the address is taken: the owner is told by mail instead.
         Some(existing) => {
@@ -486,7 +547,7 @@ pub async fn signup(
             d.db.user_create(&user, now).await?;
             tracing::info!(user_id = %user.user_id, "account created by sign-up; verification sent");
             live.attempt.user_id = Some(user.user_id);
-            begin::<EmailCode>(d, c, live, now).await
+            start::<EmailCode>(d, c, live, now).await
         }
     }
 }

@@ -10,6 +10,7 @@ mod extract;
 mod login;
 mod logout;
 mod password_reset;
+mod steps;
 mod token;
 mod userinfo;
 
@@ -42,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LOGIN_CODE, axum::routing::post(email_code::send_post))
         .route(paths::LOGIN_CODE_VERIFY, axum::routing::post(email_code::verify_post))
         .route(paths::LOGIN_LINK, get(email_code::link_get))
+        .route(paths::LOGIN_PASSWORD, axum::routing::post(login::password_post))
         .route(
             paths::PASSWORD_FORGOT,
             get(password_reset::forgot_get).post(password_reset::forgot_post),

@@ -78,4 +78,11 @@ impl Db {
             .bind(attempt_hash).execute(pool).await?.rows_affected());
         Ok(())
     }
+
+    /// Gives an attempt a new id (the magic link knew only the old one's hash).
+    pub async fn attempt_rekey(&self, old_hash: &str, new_hash: &str) -> Result<bool> {
+        let n = on_db!(self, pool => sqlx::query("update login_attempts set attempt_hash = $2 where attempt_hash = $1")
+            .bind(old_hash).bind(new_hash).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
 }

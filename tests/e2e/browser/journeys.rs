@@ -110,7 +110,7 @@ async fn signup_verification_and_welcome(b: Browsers) {
         "verify",
     )
     .await;
-    assert!(s.has("input[name=\"purpose\"][value=\"verify_email\"]").await);
+    assert!(s.has("form#login-code").await);
     let mail = f.h.mail.last_to("new@example.test");
     assert_eq!(mail.subject, text("en", "mail.verify_email.subject"));
     s.submit(form::CODE_VERIFY, &[("code", &mail.six_digit_code())], "account-ready")
