@@ -127,7 +127,7 @@ pub async fn load_by_link(db: &Db, token: &str, browser_hash: &str, now: i64) ->
     let Some(hash) = db.otp_link_attempt(&sha256_b64(token), now).await? else {
         return Ok(None);
     };
-    Ok(db.attempt_get(&hash, browser_hash, now).await?.map(Attempt::try_from).transpose()?)
+    db.attempt_get(&hash, browser_hash, now).await?.map(Attempt::try_from).transpose()
 }
 
 /// Stores the attempt: a first write creates the row, later ones need the version read.
