@@ -146,7 +146,7 @@ mod tests {
                 "code.html",
                 serde_json::json!({
                     "locale": locale, "action": "/login/code/verify", "csrf": "c", "req": "r", "email": "ana@example.test",
-                    "purpose": "login", "notice": "code.sent", "error": null, "mail_failed": false, "new_password": false,
+                    "attempt": "a", "notice": "code.sent", "error": null, "mail_failed": false, "new_password": false,
                     "back_url": "/login?req=r", "expires_minutes": 1, "resend_action": "/login/code",
                 }),
             );
