@@ -315,6 +315,10 @@ fn notice_for(a: &Attempt) -> &'static str {
 
 /// One input for the attempt's current step: limits, then the method, then the policy.
 pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, input: M::Input, now: i64) -> Result<Step, AuthError> {
+    if !in_order::<M>(&live.attempt) {
+        tracing::info!(method = M::NAME, "login input out of order refused");
+        return Ok(over(&live.attempt, Why::Expired));
+    }
     let email = live.attempt.claimed_email.clone().unwrap_or_default();
     let hold = match gate(d, c, M::LIMIT, &email, now).await? {
         Ok(h) => h,
@@ -357,6 +361,24 @@ pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, inpu
         }
         Verdict::Wrong(problem) => wrong(d, live, problem, M::METHOD, now).await,
     }
+}
+
+/// Whether the attempt is waiting for this method: a first factor before any passed, a
+/// further one after (kanidm refuses input in the wrong state the same way), and never the
+/// same knowledge twice.
+fn in_order<M: AuthMethod>(a: &Attempt) -> bool {
+    use super::methods::Role;
+    let role_fits = match M::ROLE {
+        Role::First => a.factors.is_empty(),
+        Role::Second => !a.factors.is_empty(),
+        Role::Both => true,
+    };
+    // The emailed code and its link need a code in flight (their `verify` checks which one).
+    let waiting = match M::METHOD {
+        Method::EmailCode => true,
+        other => a.pending.is_none() && !a.passed(other),
+    };
+    role_fits && waiting
 }
 
 /// A wrong input. Once the user is known (a further factor), each counts against the attempt,
@@ -549,5 +571,39 @@ pub async fn signup(
             live.attempt.user_id = Some(user.user_id);
             start::<EmailCode>(d, c, live, now).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::methods::email_code::EmailCode;
+    use crate::auth::methods::magic_link::MagicLink;
+    use crate::auth::methods::password::Password;
+
+    #[test]
+    fn input_out_of_order_is_refused() {
+        let fresh = begin_attempt(Purpose::Login, None, Requirement::ONE, "a@x.test", "b", 0).attempt;
+        assert!(in_order::<Password>(&fresh), "a password opens a login");
+        let mut waiting_code = fresh.clone();
+        waiting_code.pending = Some(Pending::EmailCode { code_for: CodeFor::Login });
+        assert!(in_order::<EmailCode>(&waiting_code) && in_order::<MagicLink>(&waiting_code));
+        assert!(!in_order::<Password>(&waiting_code), "not while a code is awaited");
+        let mut after_code = fresh.clone();
+        after_code.factors.push(Factor {
+            method: Method::EmailCode,
+            at: 0,
+        });
+        assert!(in_order::<Password>(&after_code), "the password as a further factor");
+        let mut second = fresh.clone();
+        second.factors.push(Factor {
+            method: Method::Password,
+            at: 0,
+        });
+        second.pending = Some(Pending::EmailCode {
+            code_for: CodeFor::SecondFactor,
+        });
+        assert!(!in_order::<Password>(&second), "the same knowledge twice");
+        assert!(in_order::<EmailCode>(&second));
     }
 }
