@@ -154,8 +154,41 @@ async fn an_expired_attempt_is_refused(h: &TestServer) {
     assert!(b.cookie(&h.issuer, "clef_session").is_none());
 }
 
+/// The magic link ends a factor like the typed code: at a two-factor client the password is
+/// then asked, on a page whose attempt id is new (the link knew only the old one's hash).
+async fn magic_link_at_a_2fa_client_asks_for_the_password(h: &TestServer) {
+    h.user("linked@example.test", PW).await;
+    let rp = strict(h).await;
+    let b = h.browser();
+    let start = rp.start(&[]);
+    let login = b.follow(b.get(&start.url).await).await;
+    let form = [
+        ("csrf", login.input("csrf").unwrap()),
+        ("req", login.input("req").unwrap()),
+        ("email", "linked@example.test".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let code_page = b.post("/login/code", &form).await;
+    let link = h.mail.last_to("linked@example.test").link("/login/link");
+    let step = b.get(&link).await;
+    assert_eq!(step.status, 200, "{}", step.body);
+    assert!(step.body.contains("id=\"login-password\""), "{}", step.body);
+    assert_ne!(step.input("attempt"), code_page.input("attempt"));
+    let back = b.follow(b.submit(&step, &[("password", PW)]).await).await;
+    let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
+    let amr: Vec<String> = rp
+        .id_claims(&tokens, &start.nonce)
+        .auth_method_refs()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
+    assert_eq!(amr, ["otp", "pwd"]);
+}
+
 e2e!(
     passwordless_user_at_a_2fa_client_is_told_what_to_do,
+    magic_link_at_a_2fa_client_asks_for_the_password,
     reset_at_a_2fa_client_asks_for_the_second_factor,
     two_racing_submits_on_one_attempt_one_wins,
     an_attempt_from_another_browser_is_refused,
