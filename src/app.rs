@@ -191,6 +191,7 @@ async fn housekeeping(state: AppState) {
     let mut keys_tick = tokio::time::interval(Duration::from_secs(30));
     let mut cleanup_tick = tokio::time::interval(Duration::from_secs(600));
     keys_tick.tick().await;
+    reseal_totp_secrets(&state).await;
     loop {
         tokio::select! {
             _ = keys_tick.tick() => {
@@ -200,7 +201,10 @@ async fn housekeeping(state: AppState) {
                     Err(e) => tracing::error!(error = %e, "reloading signing keys failed; keeping the current set"),
                 }
                 match state.hmac_key.reload() {
-                    Ok(true) => tracing::info!("server secret keys reloaded"),
+                    Ok(true) => {
+                        tracing::info!("server secret keys reloaded");
+                        reseal_totp_secrets(&state).await;
+                    }
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, "reloading the server secret keys failed; keeping the current ones"),
                 }
@@ -213,5 +217,15 @@ async fn housekeeping(state: AppState) {
                 }
             }
         }
+    }
+}
+
+/// TOTP secrets sealed by an older server secret key are sealed again under the current one,
+/// so the next rotation, which drops that key, loses none (crate::secret_box).
+async fn reseal_totp_secrets(state: &AppState) {
+    match crate::auth::totp::reseal_all(&state.db, &state.hmac_key).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(secrets = n, "TOTP secrets sealed again under the current server secret key"),
+        Err(e) => tracing::warn!(error = %e, "sealing TOTP secrets again failed; retried after the next key change"),
     }
 }

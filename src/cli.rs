@@ -119,6 +119,10 @@ pub enum UsersCmd {
     },
     /// Delete a user by id or email.
     Delete { user: String },
+    /// Remove a user's two-factor login (TOTP, backup codes and any lock), for a lost device
+    /// without backup codes. Recorded as a security event.
+    #[command(name = "reset-2fa")]
+    Reset2fa { email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +389,20 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
         UsersCmd::Delete { user } => {
             db.user_delete(&user).await.map_err(|e| anyhow::anyhow!("{e}: {user}"))?;
             println!("deleted user {user}");
+        }
+        UsersCmd::Reset2fa { email } => {
+            let Some(report) = crate::auth::totp::reset(db, &email, now).await? else {
+                bail!("no user with the email {}", crate::store::normalize_email(&email));
+            };
+            let r = report.removed;
+            println!(
+                "reset two-factor login of {} ({}): {}, {} backup codes removed, {}",
+                crate::store::normalize_email(&email),
+                report.user_id,
+                if r.totp { "TOTP removed" } else { "no TOTP was set up" },
+                r.backup_codes,
+                if r.lock { "lock cleared" } else { "no lock" }
+            );
         }
     }
     Ok(())

@@ -22,6 +22,10 @@ fn bad(setting: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The product's name where a setting needs one (the TOTP issuer label); pages take theirs
+/// from the catalogue's `app.name`.
+pub const DEFAULT_PRODUCT_NAME: &str = "clef";
+
 /// The file and environment shape: everything optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +62,8 @@ pub struct RawConfig {
     pub body_timeout: Option<i64>,
     pub max_connections: Option<i64>,
     pub db_acquire_timeout: Option<i64>,
+    pub totp_issuer: Option<String>,
+    pub reauth_after: Option<i64>,
 }
 
 /// Every setting with its environment name, in the order README documents them.
@@ -94,6 +100,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_BODY_TIMEOUT", "body_timeout"),
     ("CLEF_MAX_CONNECTIONS", "max_connections"),
     ("CLEF_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout"),
+    ("CLEF_TOTP_ISSUER", "totp_issuer"),
+    ("CLEF_REAUTH_AFTER", "reauth_after"),
 ];
 
 #[derive(Clone, Debug)]
@@ -134,6 +142,10 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a database call waits for a pooled connection before answering 503.
     pub db_acquire_timeout: std::time::Duration,
+    /// The issuer label authenticator apps show next to the account (otpauth URI).
+    pub totp_issuer: String,
+    /// Sensitive actions need an authentication at most this many seconds old.
+    pub reauth_after: i64,
 }
 
 /// Which header a trusted proxy maintains. Only that one is read: a proxy that appends to
@@ -214,6 +226,8 @@ impl RawConfig {
                 "CLEF_BODY_TIMEOUT" => self.body_timeout = Some(int()?),
                 "CLEF_MAX_CONNECTIONS" => self.max_connections = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?),
                 "CLEF_DB_ACQUIRE_TIMEOUT" => self.db_acquire_timeout = Some(int()?),
+                "CLEF_TOTP_ISSUER" => self.totp_issuer = Some(v),
+                "CLEF_REAUTH_AFTER" => self.reauth_after = Some(int()?),
                 _ => {}
             }
         }
@@ -310,6 +324,17 @@ impl RawConfig {
         if let Some(k) = &self.secret_key {
             crate::secret_key::parse_list(k).map_err(|e| bad("CLEF_SECRET_KEY", e))?;
         }
+        // The otpauth label is `ISSUER:ACCOUNT`, so the issuer cannot hold a colon (Key Uri
+        // Format); it defaults to the product's name.
+        let totp_issuer = self
+            .totp_issuer
+            .unwrap_or_else(|| DEFAULT_PRODUCT_NAME.to_owned())
+            .trim()
+            .to_owned();
+        if totp_issuer.is_empty() || totp_issuer.contains(':') || totp_issuer.chars().count() > 64 {
+            return Err(bad("CLEF_TOTP_ISSUER", "must be 1 to 64 characters without a colon"));
+        }
+        let reauth_after = ttl("CLEF_REAUTH_AFTER", self.reauth_after, 300)?;
         Ok(Config {
             smtp_url: self.smtp_url.map(Secret::new),
             mail_from,
@@ -338,6 +363,8 @@ impl RawConfig {
             body_timeout,
             max_connections: max_connections as usize,
             db_acquire_timeout,
+            totp_issuer,
+            reauth_after,
         })
     }
 }
@@ -390,6 +417,7 @@ mod tests {
         assert_eq!(c.issuer, "http://localhost:8080");
         assert_eq!(c.code_ttl, 60);
         assert!(c.signup_open);
+        assert_eq!((c.totp_issuer.as_str(), c.reauth_after), ("clef", 300));
     }
 
     #[test]
@@ -404,6 +432,9 @@ mod tests {
             (&[("CLEF_TRUSTED_PROXIES", "10.0.0.0/33")][..], "CLEF_TRUSTED_PROXIES"),
             (&[("CLEF_FORWARDED_HEADER", "x-real-ip")][..], "CLEF_FORWARDED_HEADER"),
             (&[("CLEF_IP_FAILURE_LIMIT", "0")][..], "CLEF_IP_FAILURE_LIMIT"),
+            (&[("CLEF_TOTP_ISSUER", "My:App")][..], "CLEF_TOTP_ISSUER"),
+            (&[("CLEF_TOTP_ISSUER", " ")][..], "CLEF_TOTP_ISSUER"),
+            (&[("CLEF_REAUTH_AFTER", "0")][..], "CLEF_REAUTH_AFTER"),
         ] {
             let leaked: &'static [(&'static str, &'static str)] = Box::leak(pairs.to_vec().into_boxed_slice());
             let mut raw = RawConfig::default();

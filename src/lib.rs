@@ -12,6 +12,8 @@ pub mod cli;
 pub mod clock;
 /// Settings from defaults, `clef.toml` and `CLEF_*`.
 pub mod config;
+/// A short device summary from a user agent.
+pub mod device;
 /// axum handlers: thin, no SQL, no protocol rules.
 pub mod http;
 /// English and French catalogues and locale negotiation.
@@ -30,6 +32,8 @@ pub mod pages;
 pub mod paths;
 /// Random values, hashes, constant-time comparison.
 pub mod secret;
+/// AES-256-GCM sealing of secrets the server reads back (TOTP seeds).
+pub mod secret_box;
 /// The server's HMAC keys, outside the database.
 pub mod secret_key;
 /// SQLite and PostgreSQL storage.

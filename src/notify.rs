@@ -19,6 +19,17 @@ pub enum Kind {
     ResetPassword,
     PasswordChanged,
     CodesLocked,
+    /// Five wrong second-factor codes in a row: TOTP and backup codes paused for 15 minutes.
+    SecondFactorLocked,
+    TotpEnabled,
+    TotpDisabled,
+    BackupCodesRegenerated,
+    /// The code that proves a new address before an account moves to it.
+    ChangeEmailCode,
+    /// To the old address, once the account has moved.
+    EmailChanged,
+    /// To an address's owner, when another account asked to move to it.
+    EmailInUse,
 }
 
 impl Kind {
@@ -34,6 +45,13 @@ impl Kind {
             Kind::ResetPassword => "mail.reset_password",
             Kind::PasswordChanged => "mail.password_changed",
             Kind::CodesLocked => "mail.codes_locked",
+            Kind::SecondFactorLocked => "mail.second_factor_locked",
+            Kind::TotpEnabled => "mail.totp_enabled",
+            Kind::TotpDisabled => "mail.totp_disabled",
+            Kind::BackupCodesRegenerated => "mail.backup_codes_regenerated",
+            Kind::ChangeEmailCode => "mail.change_email_code",
+            Kind::EmailChanged => "mail.email_changed",
+            Kind::EmailInUse => "mail.email_in_use",
         }
     }
     fn link_label(self) -> &'static str {
@@ -41,6 +59,12 @@ impl Kind {
             Kind::SignupOffer => "mail.signup_link_label",
             Kind::Locked | Kind::CodesLocked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
             Kind::LoginCode | Kind::SecondFactor | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
+            Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => {
+                "mail.two_factor_link_label"
+            }
+            Kind::EmailChanged | Kind::EmailInUse => "mail.login_link_label",
+            // Sent without a link: the code is typed on the account page of the browser that asked.
+            Kind::ChangeEmailCode => "mail.link_label",
         }
     }
     /// The HTML mail's button: what pressing it does, as an action.
@@ -52,6 +76,9 @@ impl Kind {
             Kind::SignupOffer => "mail.button.create_account",
             Kind::Welcome => "mail.button.account",
             Kind::PasswordChanged | Kind::ResetPassword => "mail.button.reset",
+            Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => "mail.button.account",
+            Kind::EmailChanged | Kind::EmailInUse => "mail.button.sign_in",
+            Kind::ChangeEmailCode => "mail.button.verify",
         }
     }
 }

@@ -23,9 +23,16 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("forgot.html", include_str!("../templates/pages/forgot.html")),
     ("limited.html", include_str!("../templates/pages/limited.html")),
     ("done.html", include_str!("../templates/pages/done.html")),
+    (
+        "account_email_code.html",
+        include_str!("../templates/pages/account_email_code.html"),
+    ),
     ("password.html", include_str!("../templates/pages/password.html")),
     ("email/message.txt", include_str!("../templates/email/message.txt")),
     ("email/message.html", include_str!("../templates/email/message.html")),
+    ("two_factor.html", include_str!("../templates/pages/two_factor.html")),
+    ("two_factor_enrol.html", include_str!("../templates/pages/two_factor_enrol.html")),
+    ("two_factor_codes.html", include_str!("../templates/pages/two_factor_codes.html")),
 ];
 
 pub struct Pages {
@@ -99,7 +106,7 @@ mod tests {
                 let ctx = serde_json::json!({
                     "locale": locale, "action": "/login", "csrf": "c", "req": "r", "email": "a@b.c", "name": "Ana",
                     "error": error, "notice": "signup.check_email", "client_name": "Shop", "signup_url": "/signup",
-                    "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access"],
+                    "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access", "account"],
                     "message": "error.internal", "detail": "[REF:x]", "redirect_uri": "https://rp/cb",
                     "params": [["code", "x"], ["state", "y"]], "nonce": "n", "logout_action": "/logout",
                     "done": false, "hidden": [["state", "s"]], "code_action": "/login/code", "forgot_url": "/password/forgot", "attempt": "a",
@@ -110,6 +117,17 @@ mod tests {
                     "expires_minutes": 10, "resend_action": error.map(|_| "/login/code"), "confirmed": "done.signup", "next_url": "/account",
                     "button": "mail.button.sign_in",
                 });
+                // The two-factor pages' fields (one json! of everything passes the macro's recursion limit).
+                let extra = serde_json::json!({
+                    "totp_on": error.is_some(), "backup_codes_left": 7, "locked_minutes": 3, "enable_action": "/e",
+                    "disable_action": "/d", "regenerate_action": "/r", "account_url": "/account", "qr_svg": "<svg></svg>",
+                    "otpauth_uri": "otpauth://totp/clef:a?secret=A&issuer=clef", "secret_grouped": "ABCD EFGH",
+                    "codes": ["abcde-fghjk"], "download_href": "data:text/plain,x", "download_name": "backup-codes.txt",
+                });
+                let mut ctx = ctx;
+                if let (Some(all), serde_json::Value::Object(more)) = (ctx.as_object_mut(), extra) {
+                    all.extend(more);
+                }
                 for (name, _) in EMBEDDED {
                     let html = pages.render(name, &ctx).unwrap_or_else(|e| panic!("{name} in {locale}: {e:#}"));
                     if name.ends_with(".html") {

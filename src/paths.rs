@@ -23,3 +23,17 @@ pub const CONSENT: &str = "/consent";
 pub const ACCOUNT: &str = "/account";
 pub const HEALTHZ: &str = "/healthz";
 pub const READYZ: &str = "/readyz";
+pub const ACCOUNT_API_STATUS: &str = "/account/api/status";
+pub const TWO_FACTOR: &str = "/account/two-factor";
+pub const TWO_FACTOR_ENABLE: &str = "/account/two-factor/enable";
+pub const TWO_FACTOR_CONFIRM: &str = "/account/two-factor/confirm";
+pub const TWO_FACTOR_DISABLE: &str = "/account/two-factor/disable";
+pub const TWO_FACTOR_BACKUP_CODES: &str = "/account/two-factor/backup-codes";
+/// Re-authentication before a sensitive action; `?then=` names the action (added on the new
+/// login chain).
+pub const REAUTH: &str = "/account/reauth";
+pub const ACCOUNT_PASSWORD: &str = "/account/password";
+pub const ACCOUNT_EMAIL: &str = "/account/email";
+pub const ACCOUNT_EMAIL_VERIFY: &str = "/account/email/verify";
+pub const ACCOUNT_SESSION_END: &str = "/account/sessions/end";
+pub const ACCOUNT_SESSIONS_END: &str = "/account/sessions/end-others";

@@ -99,6 +99,11 @@ impl SecretKeys {
         self.macs(parts).iter().fold(false, |ok, m| ok | ct_eq(m, presented))
     }
 
+    /// Every key, signing key first, for keys derived to other purposes (crate::secret_box).
+    pub(crate) fn ring_for_derivation(&self) -> Arc<Vec<Vec<u8>>> {
+        self.ring()
+    }
+
     /// Re-reads the folder after `clef keys rotate-secret`. Returns whether the keys changed.
     pub fn reload(&self) -> Result<bool, KeyError> {
         let Source::Folder(dir) = &self.0.source else {

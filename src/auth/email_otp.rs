@@ -13,6 +13,8 @@ pub const LOGIN: &str = "login";
 pub const VERIFY_EMAIL: &str = "verify_email";
 pub const RESET_PASSWORD: &str = "reset_password";
 pub const SECOND_FACTOR: &str = "second_factor";
+/// A new address for an account, proven before the account moves to it (`http::account`).
+pub const CHANGE_EMAIL: &str = "change_email";
 
 /// The 5th wrong try kills the code.
 pub const MAX_ATTEMPTS: i64 = 5;

@@ -3,12 +3,14 @@
 //! `methods` verify one factor each. HTTP only reads forms and renders the step it is given.
 
 pub mod attempt;
+pub mod backup_codes;
 pub mod email_otp;
 pub mod engine;
 pub mod limits;
 pub mod methods;
 pub mod password;
 pub mod policy;
+pub mod totp;
 
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +111,10 @@ pub enum AuthError {
     Hash(String),
     #[error("stored login attempt: {0}")]
     Corrupt(String),
+    #[error("totp: {0}")]
+    Totp(String),
+    #[error(transparent)]
+    SecretBox(#[from] crate::secret_box::BoxError),
 }
 
 #[cfg(test)]

@@ -109,7 +109,13 @@ pub async fn current_session(app: &AppState, jar: &CookieJar) -> Result<Option<L
     let Some(c) = jar.get(&cookie_name(app, SESSION_COOKIE)) else {
         return Ok(None);
     };
-    Ok(app.db.session_get(&sha256_b64(c.value()), app.clock.now()).await?)
+    let (hash, now) = (sha256_b64(c.value()), app.clock.now());
+    let session = app.db.session_get(&hash, now).await?;
+    if session.is_some() {
+        // "Last seen" on the account page; at most one write a minute (`Db::session_touch`).
+        app.db.session_touch(&hash, now).await?;
+    }
+    Ok(session)
 }
 
 /// Decides between login, consent and a code, and goes there.

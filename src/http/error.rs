@@ -12,7 +12,8 @@ use crate::paths;
 /// RFC 6749 §5.2 statuses, one arm per code so a new code cannot fall through silently.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken | ErrorCode::InsufficientUserAuthentication => StatusCode::UNAUTHORIZED,
+        ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InvalidRequest

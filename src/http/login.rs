@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::authorize::{answer_consent, current_session, decision, load_request, respond_error};
+use super::authorize::{answer_consent, decision, load_request, respond_error};
 use super::client_ip::ClientIp;
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_guard, csrf_token, field, locale};
@@ -22,7 +22,7 @@ use crate::auth::password;
 use crate::oauth::authorize::{Consent, Next};
 use crate::paths;
 use crate::secret::Secret;
-use crate::store::{LoginSession, StoreError, normalize_email};
+use crate::store::{StoreError, normalize_email};
 
 fn query_pairs(q: Option<String>) -> Vec<(String, String)> {
     extract::parse(q.unwrap_or_default().as_bytes())
@@ -401,13 +401,6 @@ pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, hea
     page(&app, jar, StatusCode::OK, "consent.html", &ctx, loc)
 }
 
-async fn signed_in_user(app: &AppState, jar: &CookieJar) -> Result<Option<(LoginSession, crate::store::User)>, PageError> {
-    let Some(s) = current_session(app, jar).await? else {
-        return Ok(None);
-    };
-    Ok(app.db.user_get(&s.user_id).await?.map(|u| (s, u)))
-}
-
 pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, consent_post_inner(&app, &headers, jar, body).await)
 }
@@ -422,30 +415,4 @@ async fn consent_post_inner(app: &AppState, headers: &HeaderMap, jar: CookieJar,
         _ => return Err(PageError::new(StatusCode::BAD_REQUEST, "error.bad_request")),
     };
     answer_consent(app, &jar, &row.request_id, &req, &client, allow).await
-}
-
-#[derive(Serialize)]
-struct AccountPage<'a> {
-    locale: &'a str,
-    email: Option<&'a str>,
-    csrf: &'a str,
-    logout_action: &'a str,
-    login_url: &'a str,
-}
-
-pub async fn account_get(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar) -> Response {
-    let loc = locale(&headers, None);
-    let user = match signed_in_user(&app, &jar).await {
-        Ok(u) => u,
-        Err(e) => return render_page_error(&app, loc, &e),
-    };
-    let (jar, csrf) = csrf_token(&app, jar);
-    let ctx = AccountPage {
-        locale: loc,
-        email: user.as_ref().map(|u| u.1.email.as_str()),
-        csrf: &csrf,
-        logout_action: paths::END_SESSION,
-        login_url: paths::LOGIN,
-    };
-    page(&app, jar, StatusCode::OK, "account.html", &ctx, loc)
 }

@@ -1,5 +1,7 @@
 //! axum only: extract, call the protocol code, render. No SQL, no protocol rules.
 
+mod account;
+mod account_api;
 mod authorize;
 pub mod client_ip;
 mod cors;
@@ -12,6 +14,7 @@ mod logout;
 mod password_reset;
 mod steps;
 mod token;
+pub mod two_factor;
 mod userinfo;
 
 use axum::Router;
@@ -34,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::REVOKE, axum::routing::post(token::revoke))
         .route(paths::INTROSPECT, axum::routing::post(token::introspect))
         .route(paths::USERINFO, get(userinfo::get).post(userinfo::post))
+        .route(paths::ACCOUNT_API_STATUS, get(account_api::status))
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
     let pages = Router::new()
         .merge(cors_routes)
@@ -51,15 +55,22 @@ pub fn router(state: AppState) -> Router {
         .route(paths::PASSWORD_RESET, axum::routing::post(password_reset::reset_post))
         .route(paths::SIGNUP, get(login::signup_get).post(login::signup_post))
         .route(paths::CONSENT, get(login::consent_get).post(login::consent_post))
-        .route(paths::ACCOUNT, get(login::account_get))
+        .route(paths::ACCOUNT, get(account::get))
+        .route(paths::ACCOUNT_PASSWORD, axum::routing::post(account::password_post))
+        .route(paths::ACCOUNT_EMAIL, axum::routing::post(account::email_post))
+        .route(paths::ACCOUNT_EMAIL_VERIFY, axum::routing::post(account::email_verify_post))
+        .route(paths::ACCOUNT_SESSION_END, axum::routing::post(account::session_end_post))
+        .route(paths::ACCOUNT_SESSIONS_END, axum::routing::post(account::sessions_end_post))
         .route(paths::END_SESSION, get(logout::get).post(logout::post))
         .route(paths::HEALTHZ, get(|| async { "ok" }))
         .route(paths::READYZ, get(discovery::readyz))
+        .merge(two_factor::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             extract::refuse_control_in_query,
         ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), account::remember_meta))
         .layer(axum::middleware::map_response(close_after_refused_body));
     // Only an http issuer behind trusted proxies can learn from a header that the browser
     // used https; otherwise the layer would do nothing on every request.

@@ -275,7 +275,8 @@ async fn start_session(app: &AppState, jar: CookieJar, who: &Who, done: &Authent
         acr: done.acr.to_owned(),
         expires_at: now + app.config.session_ttl,
     };
-    app.db.session_create(&session, now).await?;
+    // The device and address come from the account layer's request scope, as for every session.
+    app.db.session_create(&session, &super::account::session_meta(), now).await?;
     let event = NewEvent {
         ip: Some(&who.ip),
         user_agent: who.user_agent.as_deref(),

@@ -13,23 +13,30 @@ use crate::oauth::introspect::live_access_token;
 use crate::oauth::{ErrorCode, OAuthError};
 
 /// RFC 6750 §3: the challenge carries the error; with no credentials at all, no error code.
-fn challenge(err: Option<&OAuthError>) -> Response {
-    let (status, value) = match err {
+/// `extra` adds auth-params such as `scope` (RFC 6750 §3.1) or `max_age` (RFC 9470 §3).
+pub(super) fn challenge(err: Option<&OAuthError>, extra: &[(&str, String)]) -> Response {
+    let (status, mut value) = match err {
         None => (StatusCode::UNAUTHORIZED, "Bearer realm=\"clef\"".to_owned()),
         Some(e) => {
-            let status = if e.code == ErrorCode::InvalidRequest {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::UNAUTHORIZED
-            };
             let desc = e.description.replace(['"', '\\'], "'");
             (
-                status,
+                super::error::status_of(e.code),
                 format!("Bearer realm=\"clef\", error=\"{}\", error_description=\"{desc}\"", e.code.as_str()),
             )
         }
     };
-    let mut resp = status.into_response();
+    for (k, v) in extra {
+        value.push_str(&format!(", {k}=\"{}\"", v.replace(['"', '\\'], "'")));
+    }
+    let mut resp = match err {
+        // The body repeats the error for clients that read JSON rather than the header.
+        Some(e) => (
+            status,
+            Json(serde_json::json!({ "error": e.code.as_str(), "error_description": e.description })),
+        )
+            .into_response(),
+        None => status.into_response(),
+    };
     if let Ok(v) = HeaderValue::from_str(&value) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -38,7 +45,7 @@ fn challenge(err: Option<&OAuthError>) -> Response {
     resp
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
+pub(super) fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
     match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(h)) => match h.split_once(' ') {
@@ -50,14 +57,17 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, OAuthError> {
 }
 
 async fn answer(app: &AppState, token: Option<String>) -> Response {
-    let Some(token) = token else { return challenge(None) };
+    let Some(token) = token else { return challenge(None, &[]) };
     let live = match live_access_token(&app.db, &token, app.clock.now()).await {
         Ok(Some(l)) => l,
         Ok(None) => {
-            return challenge(Some(&OAuthError::new(
-                ErrorCode::InvalidToken,
-                "the access token is invalid, expired or revoked",
-            )));
+            return challenge(
+                Some(&OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "the access token is invalid, expired or revoked",
+                )),
+                &[],
+            );
         }
         Err(e) => return super::error::json_error(&e),
     };
@@ -74,14 +84,14 @@ async fn answer(app: &AppState, token: Option<String>) -> Response {
 pub async fn get(State(app): State<AppState>, headers: HeaderMap) -> Response {
     match bearer(&headers) {
         Ok(t) => answer(&app, t).await,
-        Err(e) => challenge(Some(&e)),
+        Err(e) => challenge(Some(&e), &[]),
     }
 }
 
 pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let header_token = match bearer(&headers) {
         Ok(t) => t,
-        Err(e) => return challenge(Some(&e)),
+        Err(e) => return challenge(Some(&e), &[]),
     };
     // RFC 6750 §2.2: the form-encoded body may carry the token instead of the header.
     let body_token = if headers.contains_key(header::CONTENT_TYPE) {
@@ -89,14 +99,14 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -
             Ok(pairs) => {
                 let found: Vec<&str> = pairs.iter().filter(|(k, _)| k == "access_token").map(|(_, v)| v.as_str()).collect();
                 if found.len() > 1 {
-                    return challenge(Some(&OAuthError::invalid_request("access_token is repeated")));
+                    return challenge(Some(&OAuthError::invalid_request("access_token is repeated")), &[]);
                 }
                 found.first().map(|s| (*s).to_owned())
             }
             Err(BodyError::TooLarge) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
             Err(BodyError::NotForm) => None,
             Err(BodyError::ControlChar) => {
-                return challenge(Some(&OAuthError::invalid_request("a parameter holds a control character")));
+                return challenge(Some(&OAuthError::invalid_request("a parameter holds a control character")), &[]);
             }
         }
     } else {
@@ -104,7 +114,7 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -
     };
     match (header_token, body_token) {
         // RFC 6750 §2: one method per request.
-        (Some(_), Some(_)) => challenge(Some(&OAuthError::invalid_request("send the token in one place only"))),
+        (Some(_), Some(_)) => challenge(Some(&OAuthError::invalid_request("send the token in one place only")), &[]),
         (h, b) => answer(&app, h.or(b)).await,
     }
 }

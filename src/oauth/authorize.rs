@@ -294,7 +294,11 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
             "client may not use the authorization code grant",
         ));
     }
-    let scope = scope::parse(params.get("scope"))?;
+    let mut scope = scope::parse(params.get("scope"))?;
+    // RFC 6749 §3.3: the server may grant less than asked; the token response says what it got.
+    if !client.skip_consent {
+        scope.retain(|s| !scope::FIRST_PARTY_ONLY.contains(&s.as_str()));
+    }
     let code_challenge = pkce::check_challenge(params.get("code_challenge"), params.get("code_challenge_method"), client.is_public)?;
 
     let mut prompt_none = false;

@@ -20,6 +20,10 @@ pub enum ErrorCode {
     RequestNotSupported,
     RequestUriNotSupported,
     InvalidToken,
+    /// RFC 6750 §3.1: the token lacks a scope the resource needs.
+    InsufficientScope,
+    /// RFC 9470 §3: the authentication behind the token is too old or too weak.
+    InsufficientUserAuthentication,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -42,6 +46,8 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }

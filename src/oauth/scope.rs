@@ -3,7 +3,21 @@
 use super::{ErrorCode, OAuthError};
 
 /// Every scope clef understands; others are dropped, as RFC 6749 §3.3 allows.
-pub const SUPPORTED: &[&str] = &["openid", "profile", "email", "phone", "address", "roles", "offline_access"];
+pub const SUPPORTED: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "phone",
+    "address",
+    "roles",
+    "offline_access",
+    "account",
+];
+
+/// Scopes only first-party clients (those created with `--skip-consent`) may be given: the
+/// `account` scope manages the user's own second factor and sessions, which no third-party
+/// app should be able to ask for, consent or not.
+pub const FIRST_PARTY_ONLY: &[&str] = &["account"];
 
 /// Parses a request's scope: `openid` required, unknown scopes ignored, duplicates dropped,
 /// request order kept.

@@ -11,6 +11,7 @@ mod otp;
 mod sessions;
 mod settings;
 mod tokens;
+mod totp;
 mod tx;
 mod users;
 
@@ -20,8 +21,9 @@ pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
 pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
-pub use sessions::LoginSession;
+pub use sessions::{LoginSession, SessionInfo, SessionMeta};
 pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};
+pub use totp::{Removed, TotpCredential, TryTaken};
 pub use tx::Tx;
 pub(crate) use tx::on_tx;
 pub use users::{NewUser, User, normalize_email};

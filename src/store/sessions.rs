@@ -1,6 +1,6 @@
 //! Server-side login sessions. The browser holds only a random id; we keep its hash.
 
-use super::{Db, Result, json_list, on_db, parse_list};
+use super::{Db, Result, Tx, json_list, on_db, on_tx, parse_list};
 
 #[derive(Clone, Debug)]
 pub struct LoginSession {
@@ -12,6 +12,26 @@ pub struct LoginSession {
     pub expires_at: i64,
 }
 
+/// Where a session was opened, for the owner's list of active sessions.
+#[derive(Clone, Debug, Default)]
+pub struct SessionMeta {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// One active session as the account page lists it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionInfo {
+    pub session_hash: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+/// `last_seen_at` is written at most this often, so a busy session costs one write a minute.
+pub const TOUCH_EVERY: i64 = 60;
+
 #[derive(sqlx::FromRow)]
 struct Row {
     session_hash: String,
@@ -22,13 +42,19 @@ struct Row {
     expires_at: i64,
 }
 
+/// A user agent is the client's to choose: keep a bounded, printable prefix only.
+fn bounded(s: Option<&str>, max: usize) -> Option<String> {
+    s.map(|s| s.chars().filter(|c| !c.is_control()).take(max).collect())
+}
+
 impl Db {
-    pub async fn session_create(&self, s: &LoginSession, now: i64) -> Result<()> {
+    pub async fn session_create(&self, s: &LoginSession, meta: &SessionMeta, now: i64) -> Result<()> {
+        let (ua, ip) = (bounded(meta.user_agent.as_deref(), 256), bounded(meta.ip.as_deref(), 64));
         on_db!(self, pool => sqlx::query(
-            "insert into login_sessions (session_hash, user_id, auth_time, amr, acr, created_at, expires_at) \
-             values ($1, $2, $3, $4, $5, $6, $7)")
+            "insert into login_sessions (session_hash, user_id, auth_time, amr, acr, created_at, expires_at, \
+             user_agent, ip, last_seen_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6)")
             .bind(&s.session_hash).bind(&s.user_id).bind(s.auth_time).bind(json_list(&s.amr))
-            .bind(&s.acr).bind(now).bind(s.expires_at)
+            .bind(&s.acr).bind(now).bind(s.expires_at).bind(&ua).bind(&ip)
             .execute(pool).await?.rows_affected());
         Ok(())
     }
@@ -51,6 +77,23 @@ impl Db {
         .transpose()
     }
 
+    /// Records that the session was used now, unless that was already said within the last
+    /// `TOUCH_EVERY` seconds: one conditional update, which matches nothing most of the time.
+    pub async fn session_touch(&self, session_hash: &str, now: i64) -> Result<()> {
+        on_db!(self, pool => sqlx::query(
+            "update login_sessions set last_seen_at = $2 where session_hash = $1 and last_seen_at <= $3")
+            .bind(session_hash).bind(now).bind(now - TOUCH_EVERY).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    /// The user's live sessions, the most recently used first.
+    pub async fn sessions_for_user(&self, user_id: &str, now: i64) -> Result<Vec<SessionInfo>> {
+        Ok(on_db!(self, pool => sqlx::query_as(
+            "select session_hash, user_agent, ip, created_at, last_seen_at from login_sessions \
+             where user_id = $1 and expires_at > $2 order by last_seen_at desc, created_at desc, session_hash")
+            .bind(user_id).bind(now).fetch_all(pool).await?))
+    }
+
     /// Ends every session of a user but `keep` (the one making the change, if any).
     pub async fn sessions_end_for_user(&self, user_id: &str, keep: Option<&str>) -> Result<u64> {
         Ok(
@@ -63,5 +106,36 @@ impl Db {
         on_db!(self, pool => sqlx::query("delete from login_sessions where session_hash = $1")
             .bind(session_hash).execute(pool).await?.rows_affected());
         Ok(())
+    }
+}
+
+impl Tx {
+    /// As [`Db::sessions_end_for_user`], with the change that causes it.
+    pub async fn sessions_end_for_user(&mut self, user_id: &str, keep: Option<&str>) -> Result<u64> {
+        Ok(
+            on_tx!(self, conn => sqlx::query("delete from login_sessions where user_id = $1 and session_hash <> $2")
+            .bind(user_id).bind(keep.unwrap_or("")).execute(conn).await?.rows_affected()),
+        )
+    }
+
+    /// Ends one session, only if it belongs to `user_id`: returns false otherwise.
+    pub async fn session_end_for_user(&mut self, user_id: &str, session_hash: &str) -> Result<bool> {
+        let n = on_tx!(self, conn => sqlx::query("delete from login_sessions where user_id = $1 and session_hash = $2")
+            .bind(user_id).bind(session_hash).execute(conn).await?.rows_affected());
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_bounded_and_printable() {
+        let long = format!("a\u{7}\n{}", "x".repeat(400));
+        let b = bounded(Some(&long), 256).unwrap();
+        assert_eq!(b.chars().count(), 256);
+        assert!(!b.contains('\n') && !b.contains('\u{7}'));
+        assert_eq!(bounded(None, 256), None);
     }
 }

@@ -1,6 +1,6 @@
 //! End users. `user_id` is the stable random `sub`; the email can change.
 
-use super::{Db, Result, StoreError, json_list, on_db, on_tx, on_unique, parse_list};
+use super::{Db, Result, StoreError, Tx, json_list, on_db, on_tx, on_unique, parse_list};
 
 #[derive(Clone, Debug)]
 pub struct User {
@@ -152,6 +152,24 @@ impl Db {
     pub async fn user_set_password_hash(&self, user_id: &str, hash: &str, now: i64) -> Result<()> {
         on_db!(self, pool => sqlx::query("update users set password_hash = $1, password_pending = 0, updated_at = $2 where user_id = $3")
             .bind(hash).bind(now).bind(user_id).execute(pool).await?.rows_affected());
+        Ok(())
+    }
+}
+
+impl Tx {
+    /// As [`Db::user_set_password_hash`], with the changes that go with it.
+    pub async fn user_set_password_hash(&mut self, user_id: &str, hash: &str, now: i64) -> Result<()> {
+        on_tx!(self, conn => sqlx::query("update users set password_hash = $1, password_pending = 0, updated_at = $2 where user_id = $3")
+            .bind(hash).bind(now).bind(user_id).execute(conn).await?.rows_affected());
+        Ok(())
+    }
+
+    /// Moves the account to an address its holder just proved with a code: verified at once.
+    /// An address another account took meanwhile is a `Conflict`.
+    pub async fn user_set_email(&mut self, user_id: &str, email: &str, now: i64) -> Result<()> {
+        on_tx!(self, conn => sqlx::query("update users set email = $1, email_verified = 1, updated_at = $2 where user_id = $3")
+            .bind(normalize_email(email)).bind(now).bind(user_id).execute(conn).await
+            .map_err(|e| on_unique(e, "a user with this email already exists"))?.rows_affected());
         Ok(())
     }
 }

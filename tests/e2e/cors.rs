@@ -24,6 +24,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/userinfo"),
     ("POST", "/revoke"),
     ("POST", "/introspect"),
+    ("GET", "/account/api/status"),
 ];
 
 async fn spa(h: &TestServer) -> CreatedClient {

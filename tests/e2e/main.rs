@@ -5,6 +5,8 @@
 
 mod support;
 
+mod account;
+mod account_api;
 mod authorize_errors;
 mod browser;
 mod cli;
@@ -20,3 +22,4 @@ mod proxy;
 mod server;
 mod token_errors;
 mod tokens;
+mod two_factor;

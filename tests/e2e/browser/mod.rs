@@ -5,6 +5,7 @@
 //! Elements are picked by form action, input name and button type or value, never by visible
 //! text, which is free to change; a page's language is read from `<html lang>`.
 
+mod account;
 mod client_app;
 mod cors;
 mod csrf;
@@ -13,6 +14,7 @@ mod harness;
 mod journeys;
 mod language;
 mod login_page;
+mod two_factor;
 
 use clef::admin::{ClientSpec, CreatedClient};
 use clef::i18n::Catalogues;

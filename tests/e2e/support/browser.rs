@@ -123,6 +123,11 @@ impl Browser {
             .find_map(|c| c.strip_prefix(prefix.as_str()).map(str::to_owned))
     }
 
+    /// Stores a cookie for this server as if it had set it (`name=value; Path=/`).
+    pub fn add_cookie(&self, set_cookie: &str) {
+        self.jar.add_cookie_str(set_cookie, &self.base.parse().unwrap());
+    }
+
     fn abs(&self, url: &str) -> String {
         if url.starts_with("http") {
             url.to_owned()

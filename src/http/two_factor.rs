@@ -1,0 +1,387 @@
+//! The two-factor pages under /account/two-factor: status, TOTP enrolment, backup codes shown
+//! once, regenerate and disable. Behind a login session, plain forms, no JavaScript; every
+//! post passes the CSRF check. Disable and regenerate need a recent authentication.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
+use serde::Serialize;
+
+use super::authorize::current_session;
+use super::client_ip::ClientIp;
+use super::error::{PageError, no_store, render_page_error};
+use super::extract::{self, csrf_guard, csrf_token, field, locale};
+use crate::app::AppState;
+use crate::auth::{backup_codes, totp};
+use crate::notify::Kind;
+use crate::paths;
+use crate::store::{EventKind, LoginSession, NewEvent, StoreError, User};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::TWO_FACTOR, get(status_get))
+        .route(paths::TWO_FACTOR_ENABLE, post(enable_post))
+        .route(paths::TWO_FACTOR_CONFIRM, post(confirm_post))
+        .route(paths::TWO_FACTOR_DISABLE, post(disable_post))
+        .route(paths::TWO_FACTOR_BACKUP_CODES, post(regenerate_post))
+}
+
+/// The sensitive actions of these pages: the re-authentication page sends the user back to
+/// the one named in `then`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sensitive {
+    DisableTotp,
+    RegenerateBackupCodes,
+}
+
+impl Sensitive {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sensitive::DisableTotp => "disable_totp",
+            Sensitive::RegenerateBackupCodes => "regenerate_backup_codes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Sensitive> {
+        [Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+
+    /// The page the action is started from, where the user lands after re-authenticating.
+    pub fn page(self) -> &'static str {
+        paths::TWO_FACTOR
+    }
+}
+
+/// The page a request is answered with, or where it is sent.
+type Answer = Result<Response, PageError>;
+
+fn page<S: Serialize>(app: &AppState, jar: CookieJar, name: &str, ctx: &S, loc: &str) -> Response {
+    match app.pages.render(name, ctx) {
+        Ok(html) => (jar, no_store((StatusCode::OK, Html(html)).into_response())).into_response(),
+        Err(e) => render_page_error(app, loc, &PageError::internal(e)),
+    }
+}
+
+fn see_other(to: &str) -> Response {
+    no_store(Redirect::to(to).into_response())
+}
+
+async fn signed_in(app: &AppState, jar: &CookieJar) -> Result<Option<(LoginSession, User)>, PageError> {
+    let Some(s) = current_session(app, jar).await? else {
+        return Ok(None);
+    };
+    Ok(app.db.user_get(&s.user_id).await?.map(|u| (s, u)))
+}
+
+/// A form post: bounded body, then the CSRF check, before anything is read or written.
+async fn read_form(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Vec<(String, String)>, PageError> {
+    let pairs = extract::form(headers, body).await.map_err(|e| match e {
+        extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
+        extract::BodyError::NotForm | extract::BodyError::ControlChar => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
+    })?;
+    csrf_guard(app, jar, headers, field(&pairs, "csrf"))?;
+    Ok(pairs)
+}
+
+fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok())
+}
+
+fn answer(app: &AppState, loc: &str, r: Answer) -> Response {
+    r.unwrap_or_else(|e| render_page_error(app, loc, &e))
+}
+
+#[derive(Serialize)]
+struct StatusPage<'a> {
+    locale: &'a str,
+    csrf: &'a str,
+    email: &'a str,
+    totp_on: bool,
+    backup_codes_left: i64,
+    locked_minutes: Option<i64>,
+    notice: Option<&'static str>,
+    enable_action: &'static str,
+    disable_action: &'static str,
+    regenerate_action: &'static str,
+    account_url: &'static str,
+}
+
+pub async fn status_get(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, query: axum::extract::RawQuery) -> Response {
+    let loc = locale(&headers, None);
+    answer(&app, loc, status(&app, jar, loc, query.0.as_deref()).await)
+}
+
+async fn status(app: &AppState, jar: CookieJar, loc: &str, query: Option<&str>) -> Answer {
+    let Some((_, user)) = signed_in(app, &jar).await? else {
+        return Ok(see_other(paths::LOGIN));
+    };
+    let now = app.clock.now();
+    let totp_on = app.db.totp_get(&user.user_id).await?.is_some_and(|c| c.enabled);
+    let backup_codes_left = app.db.backup_codes_count(&user.user_id).await?;
+    let locked_minutes = app
+        .db
+        .second_factor_locked_until(&user.user_id, now)
+        .await?
+        .map(|until| (until - now + 59) / 60);
+    let pairs = extract::parse(query.unwrap_or("").as_bytes());
+    // Only our own notices, by name: a query string cannot put text on the page.
+    let notice = match field(&pairs, "done") {
+        Some("disabled") => Some("two_factor.notice.disabled"),
+        _ => None,
+    };
+    let (jar, csrf) = csrf_token(app, jar);
+    let ctx = StatusPage {
+        locale: loc,
+        csrf: &csrf,
+        email: &user.email,
+        totp_on,
+        backup_codes_left,
+        locked_minutes,
+        notice,
+        enable_action: paths::TWO_FACTOR_ENABLE,
+        disable_action: paths::TWO_FACTOR_DISABLE,
+        regenerate_action: paths::TWO_FACTOR_BACKUP_CODES,
+        account_url: paths::ACCOUNT,
+    };
+    Ok(page(app, jar, "two_factor.html", &ctx, loc))
+}
+
+#[derive(Serialize)]
+struct EnrolPage<'a> {
+    locale: &'a str,
+    csrf: &'a str,
+    action: &'static str,
+    qr_svg: &'a str,
+    otpauth_uri: &'a str,
+    secret_grouped: &'a str,
+    error: Option<&'static str>,
+    back_url: &'static str,
+}
+
+fn enrol_page(app: &AppState, jar: CookieJar, loc: &str, user: &User, secret: &[u8], error: Option<&'static str>) -> Answer {
+    let uri = totp::otpauth_uri(secret, &app.config.totp_issuer, &user.email)?;
+    let svg = totp::qr_svg(&uri)?;
+    let grouped = totp::grouped_base32(secret);
+    let (jar, csrf) = csrf_token(app, jar);
+    let ctx = EnrolPage {
+        locale: loc,
+        csrf: &csrf,
+        action: paths::TWO_FACTOR_CONFIRM,
+        qr_svg: &svg,
+        otpauth_uri: &uri,
+        secret_grouped: &grouped,
+        error,
+        back_url: paths::TWO_FACTOR,
+    };
+    Ok(page(app, jar, "two_factor_enrol.html", &ctx, loc))
+}
+
+/// Starts an enrolment: a fresh secret, stored sealed and pending until a valid code.
+pub async fn enable_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    answer(&app, loc, enable(&app, &headers, jar, loc, body).await)
+}
+
+async fn enable(app: &AppState, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
+    read_form(app, headers, &jar, body).await?;
+    let Some((_, user)) = signed_in(app, &jar).await? else {
+        return Ok(see_other(paths::LOGIN));
+    };
+    let secret = totp::new_secret();
+    let sealed = totp::seal(&app.hmac_key, &user.user_id, &secret)?;
+    match app.db.totp_begin(&user.user_id, &sealed, app.clock.now()).await {
+        Ok(()) => {}
+        // Already on: the status page says so and offers what can be done.
+        Err(StoreError::Conflict(_)) => return Ok(see_other(paths::TWO_FACTOR)),
+        Err(e) => return Err(e.into()),
+    }
+    enrol_page(app, jar, loc, &user, &secret, None)
+}
+
+#[derive(Serialize)]
+struct CodesPage<'a> {
+    locale: &'a str,
+    notice: &'static str,
+    codes: &'a [String],
+    download_href: String,
+    download_name: &'static str,
+    back_url: &'static str,
+}
+
+/// The codes, shown once. The download is a `data:` link with a `download` attribute: a file
+/// made by the browser from the page itself, with no request and no script (the CSP's
+/// `default-src 'none'` governs fetches, not downloads).
+fn codes_page(app: &AppState, jar: CookieJar, loc: &str, notice: &'static str, codes: &[String]) -> Response {
+    let heading = app.pages.text(loc, "two_factor.codes.file_heading").unwrap_or("Backup codes");
+    let text = format!("{heading} ({})\n\n{}\n", app.config.totp_issuer, codes.join("\n"));
+    let encoded: String = form_urlencoded::byte_serialize(text.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    let ctx = CodesPage {
+        locale: loc,
+        notice,
+        codes,
+        download_href: format!("data:text/plain;charset=utf-8,{encoded}"),
+        download_name: "backup-codes.txt",
+        back_url: paths::TWO_FACTOR,
+    };
+    page(app, jar, "two_factor_codes.html", &ctx, loc)
+}
+
+/// New codes for `user`: the hashes to store and the codes to show.
+fn fresh_codes(app: &AppState, user_id: &str) -> (Vec<String>, Vec<String>) {
+    let codes = backup_codes::generate();
+    let hashes = codes
+        .iter()
+        .map(|c| backup_codes::hash_for_storage(&app.hmac_key, user_id, c))
+        .collect();
+    (codes, hashes)
+}
+
+/// The first code: TOTP goes on, with eight backup codes, in one transaction.
+pub async fn confirm_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    answer(&app, loc, confirm(&app, ip, &headers, jar, loc, body).await)
+}
+
+async fn confirm(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let Some((_, user)) = signed_in(app, &jar).await? else {
+        return Ok(see_other(paths::LOGIN));
+    };
+    let Some(cred) = app.db.totp_get(&user.user_id).await?.filter(|c| !c.enabled) else {
+        // Nothing pending (already on, or never started): the status page shows which.
+        return Ok(see_other(paths::TWO_FACTOR));
+    };
+    let secret = totp::open(&app.hmac_key, &user.user_id, &cred.sealed_secret)?;
+    let now = app.clock.now();
+    let Some(step) = totp::matching_step(&secret, field(&pairs, "code").unwrap_or(""), now) else {
+        return enrol_page(app, jar, loc, &user, &secret, Some("two_factor.wrong_code"));
+    };
+    let (codes, hashes) = fresh_codes(app, &user.user_id);
+    let ip = ip.to_string();
+    let event = NewEvent {
+        ip: Some(&ip),
+        user_agent: user_agent(headers),
+        detail: None,
+    };
+    let mut tx = app.db.begin().await?;
+    // The step of the first code counts as accepted: it cannot log in a second time.
+    if !tx.totp_activate(&user.user_id, &cred.sealed_secret, step, now).await? {
+        tx.rollback().await?;
+        return Ok(see_other(paths::TWO_FACTOR));
+    }
+    tx.backup_codes_replace(&user.user_id, &hashes, now).await?;
+    tx.event_record(&user.user_id, EventKind::TotpEnabled, &event, now).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.user_id, "two-factor login enabled");
+    totp::notice(app, &user, Kind::TotpEnabled, loc);
+    Ok(codes_page(app, jar, loc, "two_factor.notice.enabled", &codes))
+}
+
+/// The session is too old for a sensitive action: re-authenticate, then back to it.
+fn reauth(action: Sensitive) -> Response {
+    see_other(&format!("{}?then={}", paths::REAUTH, action.as_str()))
+}
+
+/// A sensitive action's preamble: the form, a session, and a recent enough authentication.
+async fn sensitive(
+    app: &AppState,
+    headers: &HeaderMap,
+    jar: &CookieJar,
+    body: Body,
+    action: Sensitive,
+) -> Result<Result<User, Response>, PageError> {
+    read_form(app, headers, jar, body).await?;
+    let Some((session, user)) = signed_in(app, jar).await? else {
+        return Ok(Err(see_other(paths::LOGIN)));
+    };
+    if !totp::recent_enough(session.auth_time, app.clock.now(), app.config.reauth_after) {
+        return Ok(Err(reauth(action)));
+    }
+    Ok(Ok(user))
+}
+
+pub async fn disable_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    answer(&app, loc, disable(&app, ip, &headers, jar, loc, body).await)
+}
+
+async fn disable(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
+    let user = match sensitive(app, headers, &jar, body, Sensitive::DisableTotp).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(redirect),
+    };
+    let now = app.clock.now();
+    let ip = ip.to_string();
+    let event = NewEvent {
+        ip: Some(&ip),
+        user_agent: user_agent(headers),
+        detail: None,
+    };
+    let mut tx = app.db.begin().await?;
+    // Nothing is on (a pending enrolment is not): nothing to turn off or to tell anyone.
+    if !tx.totp_enabled(&user.user_id).await? {
+        tx.rollback().await?;
+        return Ok(see_other(paths::TWO_FACTOR));
+    }
+    tx.second_factor_remove(&user.user_id).await?;
+    tx.event_record(&user.user_id, EventKind::TotpDisabled, &event, now).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.user_id, "two-factor login disabled");
+    totp::notice(app, &user, Kind::TotpDisabled, loc);
+    Ok(see_other(&format!("{}?done=disabled", paths::TWO_FACTOR)))
+}
+
+pub async fn regenerate_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let loc = locale(&headers, None);
+    answer(&app, loc, regenerate(&app, ip, &headers, jar, loc, body).await)
+}
+
+async fn regenerate(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
+    let user = match sensitive(app, headers, &jar, body, Sensitive::RegenerateBackupCodes).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(redirect),
+    };
+    let now = app.clock.now();
+    let (codes, hashes) = fresh_codes(app, &user.user_id);
+    let ip = ip.to_string();
+    let event = NewEvent {
+        ip: Some(&ip),
+        user_agent: user_agent(headers),
+        detail: None,
+    };
+    let mut tx = app.db.begin().await?;
+    // Backup codes stand in for TOTP: without it on they would be a factor of their own.
+    if !tx.totp_enabled(&user.user_id).await? {
+        tx.rollback().await?;
+        return Ok(see_other(paths::TWO_FACTOR));
+    }
+    tx.backup_codes_replace(&user.user_id, &hashes, now).await?;
+    tx.event_record(&user.user_id, EventKind::BackupCodesRegenerated, &event, now)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.user_id, "backup codes regenerated");
+    totp::notice(app, &user, Kind::BackupCodesRegenerated, loc);
+    Ok(codes_page(app, jar, loc, "two_factor.notice.regenerated", &codes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_actions_round_trip_by_name() {
+        for a in [Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes] {
+            assert_eq!(Sensitive::parse(a.as_str()), Some(a));
+            assert_eq!(a.page(), paths::TWO_FACTOR);
+        }
+        assert_eq!(Sensitive::parse("delete_everything"), None);
+    }
+}
