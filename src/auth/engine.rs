@@ -21,17 +21,23 @@ const MAX_ID: usize = 64;
 pub const SETTINGS: Settings = Settings {
     // Wrong second factors an attempt survives (the TOTP issue: the 5th ends it).
     max_failures: 5,
-    // Becomes true when TOTP enrolment is merged.
+    // Enrolment lives at /account/two-factor; this turns on once a finished login renders
+    // the offer (`Authenticated::offer`), which no page does yet.
     totp_enrolment: false,
 };
 
-/// The seam for enrolled methods: the one place that says what a user can sign in with. The
-/// TOTP store plugs in here (`totp`, `backup_codes`).
+/// The one place that says what a user can sign in with: the policy decides from this.
 pub async fn enrolled(db: &Db, user_id: &str) -> Result<Option<Enrolled>, AuthError> {
-    Ok(db.user_get(user_id).await?.map(|u| Enrolled {
+    let Some(u) = db.user_get(user_id).await? else {
+        return Ok(None);
+    };
+    // A TOTP secret still pending its first code is not on yet.
+    let totp = db.totp_get(user_id).await?.is_some_and(|c| c.enabled);
+    let backup_codes = u32::try_from(db.backup_codes_count(user_id).await?).unwrap_or(0);
+    Ok(Some(Enrolled {
         password: u.password_hash.is_some() && !u.password_pending,
-        totp: false,
-        backup_codes: 0,
+        totp,
+        backup_codes,
     }))
 }
 

@@ -17,7 +17,10 @@ use super::steps::{self, Who};
 use crate::app::AppState;
 use crate::auth::attempt::Purpose;
 use crate::auth::engine;
+use crate::auth::methods::AuthMethod;
+use crate::auth::methods::backup_code::BackupCode;
 use crate::auth::methods::password::Password;
+use crate::auth::methods::totp::Totp;
 use crate::auth::password;
 use crate::oauth::authorize::{Consent, Next};
 use crate::paths;
@@ -195,6 +198,32 @@ async fn password_post_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, 
     let password = if password.len() > extract::MAX_PASSWORD { "" } else { password };
     let who = Who::new(ip, headers, browser, loc);
     let step = engine::submit::<Password>(&steps::deps(app), who.caller(), live, Secret::new(password), app.clock.now()).await?;
+    steps::render(app, jar, &who, step).await
+}
+
+/// POST /login/totp and /login/backup-code — the second factor of a user with TOTP on.
+pub async fn totp_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, second_factor::<Totp>(&app, ip, &headers, jar, body).await)
+}
+
+pub async fn backup_code_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, second_factor::<BackupCode>(&app, ip, &headers, jar, body).await)
+}
+
+async fn second_factor<M: AuthMethod<Input = Secret>>(
+    app: &AppState,
+    ip: ClientIp,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let (jar, browser) = browser_hash(app, jar);
+    let live = steps::posted_attempt(app, &pairs, &browser, "login.attempt_over").await?;
+    let loc = steps::attempt_locale(app, headers, &live).await;
+    let code = field(&pairs, "code").unwrap_or("");
+    let who = Who::new(ip, headers, browser, loc);
+    let step = engine::submit::<M>(&steps::deps(app), who.caller(), live, Secret::new(code), app.clock.now()).await?;
     steps::render(app, jar, &who, step).await
 }
 

@@ -48,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LOGIN_CODE_VERIFY, axum::routing::post(email_code::verify_post))
         .route(paths::LOGIN_LINK, get(email_code::link_get))
         .route(paths::LOGIN_PASSWORD, axum::routing::post(login::password_post))
+        .route(paths::LOGIN_TOTP, axum::routing::post(login::totp_post))
+        .route(paths::LOGIN_BACKUP_CODE, axum::routing::post(login::backup_code_post))
         .route(
             paths::PASSWORD_FORGOT,
             get(password_reset::forgot_get).post(password_reset::forgot_post),

@@ -207,6 +207,32 @@ fn password_page(app: &AppState, jar: CookieJar, loc: &str, live: &Live, error: 
     html(app, jar, StatusCode::OK, "password.html", &ctx)
 }
 
+#[derive(Serialize)]
+struct TotpPage<'a> {
+    locale: &'a str,
+    totp_action: &'a str,
+    backup_action: &'a str,
+    csrf: &'a str,
+    attempt: &'a str,
+    email: &'a str,
+    error: Option<&'a str>,
+}
+
+/// The authenticator code, with a backup code as the way out for a lost phone.
+fn totp_page(app: &AppState, jar: CookieJar, loc: &str, live: &Live, error: Option<&str>) -> Result<Response, PageError> {
+    let (jar, csrf) = csrf_token(app, jar);
+    let ctx = TotpPage {
+        locale: loc,
+        totp_action: paths::LOGIN_TOTP,
+        backup_action: paths::LOGIN_BACKUP_CODE,
+        csrf: &csrf,
+        attempt: &live.id,
+        email: live.attempt.claimed_email.as_deref().unwrap_or(""),
+        error,
+    };
+    html(app, jar, StatusCode::OK, "login_totp.html", &ctx)
+}
+
 /// The page for an engine step: the form of the step it asks for, the limit it hit, the end
 /// it reached, or the session it earned.
 pub(super) async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step) -> Result<Response, PageError> {
@@ -250,7 +276,10 @@ pub(super) async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step
                 Ok(super::login::render_login_for(app, jar, StatusCode::OK, req, loc, email, problem).await)
             }
             (Next::Ask(methods), false) if methods.contains(&Method::Password) => password_page(app, jar, loc, &live, problem),
-            // TOTP and backup codes have no page before the TOTP work is merged.
+            (Next::Ask(methods), false) if methods.contains(&Method::Totp) || methods.contains(&Method::BackupCode) => {
+                totp_page(app, jar, loc, &live, problem)
+            }
+            // A method with no page of its own.
             (Next::Ask(_), false) => Err(PageError::new(StatusCode::FORBIDDEN, "login.method_unavailable")),
             (Next::NewPassword | Next::Done { .. } | Next::Over(_), _) => {
                 Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over"))

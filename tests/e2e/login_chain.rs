@@ -186,7 +186,97 @@ async fn magic_link_at_a_2fa_client_asks_for_the_password(h: &TestServer) {
     assert_eq!(amr, ["otp", "pwd"]);
 }
 
+/// TOTP on, as the account page would leave it: a secret and eight backup codes.
+async fn with_totp(h: &TestServer, user_id: &str) -> (Vec<u8>, Vec<String>) {
+    use clef::auth::{backup_codes, totp};
+    let secret = totp::new_secret();
+    let sealed = totp::seal(&h.state.hmac_key, user_id, &secret).unwrap();
+    let now = h.clock.now();
+    h.state.db.totp_begin(user_id, &sealed, now).await.unwrap();
+    let codes = backup_codes::generate();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| backup_codes::hash_for_storage(&h.state.hmac_key, user_id, c))
+        .collect();
+    let mut tx = h.state.db.begin().await.unwrap();
+    // An enrolment code from a while ago was the last step accepted.
+    assert!(tx.totp_activate(user_id, &sealed, now / 30 - 10, now).await.unwrap());
+    tx.backup_codes_replace(user_id, &hashes, now).await.unwrap();
+    tx.commit().await.unwrap();
+    (secret, codes)
+}
+
+/// A user with TOTP on is asked for it after the password and after an emailed code alike;
+/// the TOTP step and a backup code each work once.
+async fn totp_follows_any_first_factor(h: &TestServer) {
+    let sub = h.user("totp@example.test", PW).await;
+    let (secret, backup) = with_totp(h, &sub).await;
+    let rp = h.first_party().await;
+
+    let b = h.browser();
+    let start = rp.start(&[]);
+    let login = b.follow(b.get(&start.url).await).await;
+    let step = b.submit(&login, &[("email", "totp@example.test"), ("password", PW)]).await;
+    assert!(step.body.contains("id=\"login-totp\""), "{}", step.body);
+    assert!(step.body.contains("inputmode=\"numeric\"") && step.body.contains("id=\"login-backup-code\""));
+    assert!(b.cookie(&h.issuer, "clef_session").is_none());
+    let code = clef::auth::totp::code_at(&secret, h.clock.now()).unwrap();
+    let back = b.follow(b.submit(&step, &[("code", &code)]).await).await;
+    let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
+    let claims = rp.id_claims(&tokens, &start.nonce);
+    assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:clef:acr:2fa");
+    let amr: Vec<&str> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
+    assert_eq!(amr, ["pwd", "otp"]);
+
+    // An emailed code is no way around it; the step already used is refused, a backup code works.
+    let c = h.browser();
+    let step = code_login_fp(h, &c, &rp.start(&[]).url, "totp@example.test").await;
+    assert!(step.body.contains("id=\"login-totp\""), "{}", step.body);
+    let replay = c.submit(&step, &[("code", &code)]).await;
+    assert!(replay.body.contains("That code is not right"), "{}", replay.body);
+    let (csrf, attempt) = (step.input("csrf").unwrap(), step.input("attempt").unwrap());
+    let used = c
+        .post(
+            "/login/backup-code",
+            &[("csrf", &csrf), ("attempt", &attempt), ("code", &backup[0])],
+        )
+        .await;
+    used.assert_redirect_to("/authorize/resume");
+
+    // The same backup code does not work twice.
+    let d = h.browser();
+    let login = d.follow(d.get(&rp.start(&[]).url).await).await;
+    let step = d.submit(&login, &[("email", "totp@example.test"), ("password", PW)]).await;
+    let again = d
+        .post(
+            "/login/backup-code",
+            &[
+                ("csrf", &step.input("csrf").unwrap()),
+                ("attempt", &step.input("attempt").unwrap()),
+                ("code", &backup[0]),
+            ],
+        )
+        .await;
+    assert!(again.body.contains("That code is not right"), "{}", again.body);
+    assert!(d.cookie(&h.issuer, "clef_session").is_none());
+}
+
+/// As `code_login`, for a client that does not check the page's application name.
+async fn code_login_fp(h: &TestServer, b: &Browser, url: &str, email: &str) -> Page {
+    let login = b.follow(b.get(url).await).await;
+    let form = [
+        ("csrf", login.input("csrf").unwrap()),
+        ("req", login.input("req").unwrap()),
+        ("email", email.to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let page = b.post("/login/code", &form).await;
+    let code = h.mail.last_to(email).six_digit_code();
+    b.submit(&page, &[("code", &code)]).await
+}
+
 e2e!(
+    totp_follows_any_first_factor,
     passwordless_user_at_a_2fa_client_is_told_what_to_do,
     magic_link_at_a_2fa_client_asks_for_the_password,
     reset_at_a_2fa_client_asks_for_the_second_factor,

@@ -1,9 +1,11 @@
 //! Sign-in methods, one file each, behind one small interface. Only `auth::engine` calls them:
 //! it runs the limits first and asks `auth::policy` what comes after.
 
+pub mod backup_code;
 pub mod email_code;
 pub mod magic_link;
 pub mod password;
+pub mod totp;
 
 use std::future::Future;
 use std::sync::Arc;
