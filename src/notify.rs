@@ -11,7 +11,7 @@ use crate::pages::Pages;
 pub enum Kind {
     LoginCode,
     SignupOffer,
-    StepUp,
+    SecondFactor,
     Locked,
     VerifyEmail,
     Welcome,
@@ -37,7 +37,7 @@ impl Kind {
         match self {
             Kind::LoginCode => "mail.login_code",
             Kind::SignupOffer => "mail.signup_offer",
-            Kind::StepUp => "mail.step_up",
+            Kind::SecondFactor => "mail.second_factor",
             Kind::Locked => "mail.locked",
             Kind::VerifyEmail => "mail.verify_email",
             Kind::Welcome => "mail.welcome",
@@ -58,7 +58,7 @@ impl Kind {
         match self {
             Kind::SignupOffer => "mail.signup_link_label",
             Kind::Locked | Kind::CodesLocked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
-            Kind::LoginCode | Kind::StepUp | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
+            Kind::LoginCode | Kind::SecondFactor | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
             Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => {
                 "mail.two_factor_link_label"
             }
@@ -71,7 +71,7 @@ impl Kind {
     fn button(self) -> &'static str {
         match self {
             Kind::LoginCode | Kind::Locked | Kind::CodesLocked | Kind::AccountExists => "mail.button.sign_in",
-            Kind::StepUp => "mail.button.finish_sign_in",
+            Kind::SecondFactor => "mail.button.finish_sign_in",
             Kind::VerifyEmail => "mail.button.verify",
             Kind::SignupOffer => "mail.button.create_account",
             Kind::Welcome => "mail.button.account",

@@ -27,6 +27,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "account_email_code.html",
         include_str!("../templates/pages/account_email_code.html"),
     ),
+    ("password.html", include_str!("../templates/pages/password.html")),
+    ("login_totp.html", include_str!("../templates/pages/login_totp.html")),
     ("email/message.txt", include_str!("../templates/email/message.txt")),
     ("email/message.html", include_str!("../templates/email/message.html")),
     ("two_factor.html", include_str!("../templates/pages/two_factor.html")),
@@ -108,7 +110,7 @@ mod tests {
                     "login_url": "/login", "scopes": ["openid", "profile", "email", "phone", "address", "roles", "offline_access", "account"],
                     "message": "error.internal", "detail": "[REF:x]", "redirect_uri": "https://rp/cb",
                     "params": [["code", "x"], ["state", "y"]], "nonce": "n", "logout_action": "/logout",
-                    "done": false, "hidden": [["state", "s"]], "code_action": "/login/code", "forgot_url": "/password/forgot", "purpose": "login",
+                    "done": false, "hidden": [["state", "s"]], "code_action": "/login/code", "forgot_url": "/password/forgot", "attempt": "a",
                     "new_password": true, "back_url": "/login", "mail_failed": true, "minutes": 1,
                     "kind": "mail.login_code", "link_label": "mail.link_label", "subject": "s", "issuer": "https://id.example",
                     "code": "123456", "link": "https://id.example/login/link?token=x",
@@ -122,6 +124,7 @@ mod tests {
                     "disable_action": "/d", "regenerate_action": "/r", "account_url": "/account", "qr_svg": "<svg></svg>",
                     "otpauth_uri": "otpauth://totp/clef:a?secret=A&issuer=clef", "secret_grouped": "ABCD EFGH",
                     "codes": ["abcde-fghjk"], "download_href": "data:text/plain,x", "download_name": "backup-codes.txt",
+                    "totp_action": "/login/totp", "backup_action": "/login/backup-code",
                 });
                 let mut ctx = ctx;
                 if let (Some(all), serde_json::Value::Object(more)) = (ctx.as_object_mut(), extra) {
@@ -163,7 +166,7 @@ mod tests {
                 "code.html",
                 serde_json::json!({
                     "locale": locale, "action": "/login/code/verify", "csrf": "c", "req": "r", "email": "ana@example.test",
-                    "purpose": "login", "notice": "code.sent", "error": null, "mail_failed": false, "new_password": false,
+                    "attempt": "a", "notice": "code.sent", "error": null, "mail_failed": false, "new_password": false,
                     "back_url": "/login?req=r", "expires_minutes": 1, "resend_action": "/login/code",
                 }),
             );

@@ -14,6 +14,11 @@ pub const LOGIN: &str = "/login";
 pub const LOGIN_CODE: &str = "/login/code";
 pub const LOGIN_CODE_VERIFY: &str = "/login/code/verify";
 pub const LOGIN_LINK: &str = "/login/link";
+/// The password as a further factor of a login attempt.
+pub const LOGIN_PASSWORD: &str = "/login/password";
+/// TOTP and backup codes as the second factor of a login attempt.
+pub const LOGIN_TOTP: &str = "/login/totp";
+pub const LOGIN_BACKUP_CODE: &str = "/login/backup-code";
 pub const SIGNUP: &str = "/signup";
 pub const PASSWORD_FORGOT: &str = "/password/forgot";
 pub const PASSWORD_RESET: &str = "/password/reset";

@@ -12,7 +12,7 @@ use crate::store::{Db, NewOtp, OtpCheck};
 pub const LOGIN: &str = "login";
 pub const VERIFY_EMAIL: &str = "verify_email";
 pub const RESET_PASSWORD: &str = "reset_password";
-pub const STEP_UP: &str = "step_up";
+pub const SECOND_FACTOR: &str = "second_factor";
 /// A new address for an account, proven before the account moves to it (`http::account`).
 pub const CHANGE_EMAIL: &str = "change_email";
 
@@ -46,6 +46,21 @@ pub async fn issue(
     ttl: i64,
     now: i64,
 ) -> Result<Issued, AuthError> {
+    issue_for(db, key, email, purpose, ctx, None, ttl, now).await
+}
+
+/// As [`issue`], for a login attempt: its magic link finds the attempt through the code.
+#[allow(clippy::too_many_arguments)]
+pub async fn issue_for(
+    db: &Db,
+    key: &SecretKeys,
+    email: &str,
+    purpose: &'static str,
+    ctx: Context<'_>,
+    attempt_hash: Option<&str>,
+    ttl: i64,
+    now: i64,
+) -> Result<Issued, AuthError> {
     let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
     let link_token = random_token(32);
     db.otp_put(
@@ -58,6 +73,7 @@ pub async fn issue(
             link_hash: sha256_b64(&link_token),
             browser_hash: ctx.browser_hash.to_owned(),
             request_id: ctx.request_id.map(str::to_owned),
+            attempt_hash: attempt_hash.map(str::to_owned),
             expires_at: now + ttl,
         },
         now,

@@ -163,6 +163,16 @@ fn ways_forward(e: &PageError) -> Vec<Link> {
     match e.message {
         "error.wrong_address" => vec![link(e.detail.clone().unwrap_or(login), "error.open_login_here")],
         "code.link_invalid" | "code.expired" => vec![link(login, "error.new_code")],
+        "login.attempt_over" | "login.too_many_failures" => vec![link(login, "error.start_again")],
+        // The dead end of a passwordless account at a two-factor client: choosing a password
+        // is the way out, so it comes first.
+        "login.no_second_factor" => {
+            let forgot = match &e.req {
+                Some(r) => format!("{}?req={}", paths::PASSWORD_FORGOT, urlencode(r)),
+                None => paths::PASSWORD_FORGOT.to_owned(),
+            };
+            vec![link(forgot, "login.forgot"), link(paths::ACCOUNT, "error.to_account")]
+        }
         "error.request_expired"
         | "error.missing_client_id"
         | "error.unknown_client"

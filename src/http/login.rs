@@ -1,4 +1,5 @@
-//! Hosted pages: log in, sign up, consent, account. Plain forms, no JavaScript needed.
+//! Hosted pages: log in, sign up, consent, account. Plain forms, no JavaScript needed. The
+//! login chain itself is `auth::engine`'s: these handlers read a form, call it, and render.
 
 use axum::body::Body;
 
@@ -10,19 +11,21 @@ use serde::Serialize;
 
 use super::authorize::{answer_consent, decision, load_request, respond_error};
 use super::client_ip::ClientIp;
-use super::email_code::{CodeView, render_code_page, render_limited};
 use super::error::{PageError, no_store, page_or_error, render_page_error};
-use super::extract::{self, SESSION_COOKIE, browser_hash, cookie, cookie_name, csrf_guard, csrf_token, field, locale};
+use super::extract::{self, browser_hash, csrf_guard, csrf_token, field, locale};
+use super::steps::{self, Who};
 use crate::app::AppState;
-use crate::auth::email_otp::{self, Context, STEP_UP, VERIFY_EMAIL};
-use crate::auth::limits::{self, Gate, Verdict};
-use crate::auth::{Outcome, password};
-use crate::notify::{self, Kind};
+use crate::auth::attempt::Purpose;
+use crate::auth::engine;
+use crate::auth::methods::AuthMethod;
+use crate::auth::methods::backup_code::BackupCode;
+use crate::auth::methods::password::Password;
+use crate::auth::methods::totp::Totp;
+use crate::auth::password;
 use crate::oauth::authorize::{Consent, Next};
-use crate::oauth::claims::{ACR_1FA, AMR_PASSWORD};
 use crate::paths;
-use crate::secret::{random_token, sha256_b64};
-use crate::store::{LoginSession, NewUser, normalize_email};
+use crate::secret::Secret;
+use crate::store::{StoreError, normalize_email};
 
 fn query_pairs(q: Option<String>) -> Vec<(String, String)> {
     extract::parse(q.unwrap_or_default().as_bytes())
@@ -53,8 +56,6 @@ pub(super) async fn read_form(
 /// The `req` id, its locale and the client name, when a page serves an authorization request.
 struct Flow {
     req_id: String,
-    /// The request asked for two factors (`acr_values`).
-    wants_2fa: bool,
     ui_locales: Option<String>,
     login_hint: Option<String>,
     client_name: Option<String>,
@@ -67,7 +68,6 @@ async fn flow(app: &AppState, req_id: Option<&str>) -> Result<Option<Flow>, Page
             let (row, req, client) = load_request(app, Some(id)).await?;
             Ok(Some(Flow {
                 req_id: row.request_id,
-                wants_2fa: req.wants_2fa(),
                 ui_locales: req.ui_locales,
                 login_hint: req.login_hint,
                 client_name: Some(client.name),
@@ -101,6 +101,7 @@ fn signup_url(app: &AppState, req: &str) -> Option<String> {
     })
 }
 
+/// The login page: the address once, then the methods (the same ones for every address).
 fn render_login(
     app: &AppState,
     jar: CookieJar,
@@ -128,6 +129,22 @@ fn render_login(
     page(app, jar, status, "login.html", &ctx, loc)
 }
 
+/// The login page again for a step of the engine (a wrong password, a limit).
+pub(super) async fn render_login_for(
+    app: &AppState,
+    jar: CookieJar,
+    status: StatusCode,
+    req: &str,
+    loc: &str,
+    email: &str,
+    error: Option<&str>,
+) -> Response {
+    match flow(app, Some(req)).await {
+        Ok(f) => render_login(app, jar, status, f.as_ref(), loc, email, error),
+        Err(e) => render_page_error(app, loc, &e),
+    }
+}
+
 pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
     let pairs = query_pairs(q);
     let f = match flow(&app, field(&pairs, "req")).await {
@@ -143,17 +160,12 @@ pub async fn login_get(State(app): State<AppState>, RawQuery(q): RawQuery, heade
     render_login(&app, jar, StatusCode::OK, f.as_ref(), loc, &email, None)
 }
 
+/// POST /login — the address and its password, as the first factor.
 pub async fn login_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, login_post_inner(&app, ip, &headers, jar, body).await)
 }
 
-async fn login_post_inner(
-    app: &AppState,
-    client_ip: ClientIp,
-    headers: &HeaderMap,
-    jar: CookieJar,
-    body: Body,
-) -> Result<Response, PageError> {
+async fn login_post_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
     let pairs = read_form(app, headers, &jar, body).await?;
     let f = flow(app, field(&pairs, "req")).await?;
     let loc = locale(headers, f.as_ref().and_then(|f| f.ui_locales.as_deref()));
@@ -163,251 +175,67 @@ async fn login_post_inner(
         // No account has such an address or password: the usual failure, nothing counted or written.
         return Ok(render_login(app, jar, StatusCode::OK, f.as_ref(), loc, "", Some("login.failed")));
     }
-    let ip = client_ip.to_string();
-    let now = app.clock.now();
-    let l = &app.config.limits;
-    // Limits first: a locked account or a noisy address costs no argon2 work.
-    let (refusal, retry_after) = match limits::password_gate(&app.db, l, &email, &ip, now).await? {
-        Gate::Open(reservation) => {
-            let user_id = match password::verify(&app.db, &app.hasher, &email, password).await? {
-                Outcome::Done { user_id } => {
-                    reservation.succeeded().await?;
-                    user_id
-                }
-                Outcome::Unverified { user_id } => {
-                    // The right password, so no failure; but nobody signs in with it yet.
-                    drop(reservation);
-                    return verify_first(app, client_ip, jar, &user_id, &email, f.as_ref(), loc).await;
-                }
-                Outcome::Retry => {
-                    tracing::info!(client_ip = %client_ip, "password login failed");
-                    if reservation.failed(l, now).await?
-                        && let Some(user) = app.db.user_by_email(&email).await?
-                    {
-                        tracing::warn!(user_id = %user.user_id, client_ip = %client_ip, "password login locked after repeated failures");
-                        let link = format!("{}{}", app.config.issuer, paths::LOGIN);
-                        let mail_loc = user.locale.as_deref().unwrap_or(loc);
-                        // After the answer: only a known address gets this mail, so waiting would tell.
-                        notify::send_later(
-                            &app.pages,
-                            &app.mailer,
-                            &app.config.issuer,
-                            Kind::Locked,
-                            &user.email,
-                            mail_loc,
-                            None,
-                            Some(&link),
-                        );
-                    }
-                    return Ok(render_login(
-                        app,
-                        jar,
-                        StatusCode::OK,
-                        f.as_ref(),
-                        loc,
-                        &email,
-                        Some("login.failed"),
-                    ));
-                }
-            };
-            return finish_password(app, jar, f.as_ref(), &user_id, &email, loc).await;
-        }
-        Gate::AccountLocked { retry_after } => ("login.locked", retry_after),
-        Gate::AddressLimited { retry_after } => ("login.ip_limited", retry_after),
-        Gate::Busy => ("login.busy", 5),
-    };
-    // Which limit applies is said: the account's lock, or this address's throttle.
-    tracing::info!(client_ip = %client_ip, limit = refusal, "password login refused before hashing");
-    let mut resp = render_login(app, jar, StatusCode::TOO_MANY_REQUESTS, f.as_ref(), loc, &email, Some(refusal));
-    if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
-        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-    }
-    Ok(resp)
-}
-
-/// A right password: the second step when asked for, else the login is complete.
-async fn finish_password(
-    app: &AppState,
-    jar: CookieJar,
-    f: Option<&Flow>,
-    user_id: &str,
-    email: &str,
-    loc: &str,
-) -> Result<Response, PageError> {
-    let req = f.map(|f| f.req_id.as_str());
-    if f.is_some_and(|f| f.wants_2fa) {
-        return step_up(app, jar, user_id, email, req.unwrap_or(""), loc).await;
-    }
-    tracing::info!(user_id = %user_id, "password login succeeded");
-    complete_login(app, jar, user_id, vec![AMR_PASSWORD.to_owned()], ACR_1FA, req).await
-}
-
-/// The right password, but a pending one: nobody is signed in until the address is proven
-/// from this browser. A code bound to it goes to the address, and the page says to enter it;
-/// a wrong password gets the usual failure, so only who knows the password sees this.
-async fn verify_first(
-    app: &AppState,
-    client_ip: ClientIp,
-    jar: CookieJar,
-    user_id: &str,
-    email: &str,
-    f: Option<&Flow>,
-    loc: &str,
-) -> Result<Response, PageError> {
-    let now = app.clock.now();
-    let req = f.map(|f| f.req_id.as_str()).unwrap_or("");
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, email, &client_ip.to_string(), now).await? {
-        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
-    }
-    let (jar, issued, link) = bound_code(app, jar, user_id, email, VERIFY_EMAIL, req, now).await?;
-    notify::send_later(
-        &app.pages,
-        &app.mailer,
-        &app.config.issuer,
-        Kind::VerifyEmail,
-        email,
-        loc,
-        Some(&issued.code),
-        Some(&link),
-    );
-    tracing::info!(user_id = %user_id, "password login held until the address is verified");
-    let view = CodeView {
-        req,
-        email,
-        purpose: VERIFY_EMAIL,
-        notice: Some("login.verify_first"),
-        error: None,
-        mail_failed: false,
-    };
-    Ok(render_code_page(app, jar, loc, view))
-}
-
-/// A code for a known user, bound to this browser and to the request, with its magic link.
-async fn bound_code(
-    app: &AppState,
-    jar: CookieJar,
-    user_id: &str,
-    email: &str,
-    purpose: &'static str,
-    req: &str,
-    now: i64,
-) -> Result<(CookieJar, email_otp::Issued, String), PageError> {
     let (jar, browser) = browser_hash(app, jar);
-    let ctx = Context {
-        user_id: Some(user_id),
-        browser_hash: &browser,
-        request_id: (!req.is_empty()).then_some(req),
-    };
-    let issued = email_otp::issue(&app.db, &app.hmac_key, email, purpose, ctx, app.config.otp_ttl, now).await?;
-    let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
-    Ok((jar, issued, link))
+    let req = f.as_ref().map(|f| f.req_id.as_str()).unwrap_or("");
+    let live = steps::new_attempt(app, req, Purpose::Login, &email, &browser).await?;
+    let who = Who::new(ip, headers, browser, loc);
+    let step = engine::submit::<Password>(&steps::deps(app), who.caller(), live, Secret::new(password), app.clock.now()).await?;
+    steps::render(app, jar, &who, step).await
 }
 
-/// Password accepted, a second factor asked for: an emailed code bound to this browser.
-async fn step_up(app: &AppState, jar: CookieJar, user_id: &str, email: &str, req: &str, loc: &str) -> Result<Response, PageError> {
-    let (jar, issued, link) = bound_code(app, jar, user_id, email, STEP_UP, req, app.clock.now()).await?;
-    let delivered = notify::send(
-        &app.pages,
-        &app.mailer,
-        &app.config.issuer,
-        Kind::StepUp,
-        email,
-        loc,
-        Some(&issued.code),
-        Some(&link),
-    )
-    .await;
-    tracing::info!(user_id = %user_id, "password accepted; second step by email code");
-    let view = CodeView {
-        req,
-        email,
-        purpose: STEP_UP,
-        notice: Some("login.step_up"),
-        error: None,
-        mail_failed: !delivered,
-    };
-    Ok(render_code_page(app, jar, loc, view))
+/// POST /login/password — the password as a further factor, for the attempt's known user.
+pub async fn password_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, password_post_inner(&app, ip, &headers, jar, body).await)
 }
 
-/// Ends a successful login: a new session, then back to the authorization request or the account page.
-pub(super) async fn complete_login(
+async fn password_post_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let (jar, browser) = browser_hash(app, jar);
+    let live = steps::posted_attempt(app, &pairs, &browser, "login.attempt_over").await?;
+    let loc = steps::attempt_locale(app, headers, &live).await;
+    let password = field(&pairs, "password").unwrap_or("");
+    // Longer than any password we accept: wrong, without hashing it.
+    let password = if password.len() > extract::MAX_PASSWORD { "" } else { password };
+    let who = Who::new(ip, headers, browser, loc);
+    let step = engine::submit::<Password>(&steps::deps(app), who.caller(), live, Secret::new(password), app.clock.now()).await?;
+    steps::render(app, jar, &who, step).await
+}
+
+/// POST /login/totp and /login/backup-code — the second factor of a user with TOTP on.
+pub async fn totp_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, second_factor::<Totp>(&app, ip, &headers, jar, body).await)
+}
+
+pub async fn backup_code_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    page_or_error(&app, &headers, second_factor::<BackupCode>(&app, ip, &headers, jar, body).await)
+}
+
+async fn second_factor<M: AuthMethod<Input = Secret>>(
     app: &AppState,
+    ip: ClientIp,
+    headers: &HeaderMap,
     jar: CookieJar,
-    user_id: &str,
-    amr: Vec<String>,
-    acr: &str,
-    req: Option<&str>,
+    body: Body,
 ) -> Result<Response, PageError> {
-    let jar = start_session(app, jar, user_id, amr, acr).await?;
-    let next = match req.filter(|r| !r.is_empty()) {
-        Some(r) => {
-            mark_fresh_login(app, r).await?;
-            format!("{}?req={r}", paths::AUTHORIZE_RESUME)
-        }
-        None => paths::ACCOUNT.to_owned(),
-    };
-    Ok((jar, no_store(Redirect::to(&next).into_response())).into_response())
-}
-
-#[derive(Serialize)]
-struct DonePage<'a> {
-    locale: &'a str,
-    /// `done.signup` or `done.reset`: the title and text keys.
-    confirmed: &'a str,
-    email: Option<&'a str>,
-    next_url: String,
-}
-
-/// Ends a login that also finished something the user should see confirmed (a verified
-/// sign-up, a new password): the same session as `complete_login`, then a page saying so
-/// with a button to where the redirect would have gone.
-pub(super) async fn complete_login_confirmed(
-    app: &AppState,
-    jar: CookieJar,
-    login: (&str, Vec<String>, &str),
-    req: Option<&str>,
-    loc: &str,
-    done: &str,
-) -> Result<Response, PageError> {
-    let (user_id, amr, acr) = login;
-    let redirect = complete_login(app, jar, user_id, amr, acr, req).await?;
-    let Some(next_url) = redirect
-        .headers()
-        .get(axum::http::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
-        return Ok(redirect);
-    };
-    let email = app.db.user_get(user_id).await?.map(|u| u.email);
-    let ctx = DonePage {
-        locale: loc,
-        confirmed: done,
-        email: email.as_deref(),
-        next_url,
-    };
-    let html = app.pages.render("done.html", &ctx).map_err(PageError::internal)?;
-    // Keep the session cookie `complete_login` set, swap the redirect for the page.
-    let (mut parts, _) = redirect.into_parts();
-    parts.status = StatusCode::OK;
-    parts.headers.remove(axum::http::header::LOCATION);
-    let mut resp = Response::from_parts(parts, Body::from(html));
-    resp.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    Ok(no_store(resp))
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let (jar, browser) = browser_hash(app, jar);
+    let live = steps::posted_attempt(app, &pairs, &browser, "login.attempt_over").await?;
+    let loc = steps::attempt_locale(app, headers, &live).await;
+    let code = field(&pairs, "code").unwrap_or("");
+    let who = Who::new(ip, headers, browser, loc);
+    let step = engine::submit::<M>(&steps::deps(app), who.caller(), live, Secret::new(code), app.clock.now()).await?;
+    steps::render(app, jar, &who, step).await
 }
 
 /// What every code and reset form starts from.
 pub(super) struct Step {
-    pub pairs: Vec<(String, String)>,
     pub req: String,
     pub loc: &'static str,
     pub email: String,
 }
 
-/// Reads a code or reset form: CSRF-checked fields, the request it belongs to, its language.
+/// Reads a form that starts an attempt by email: CSRF-checked fields, the request it belongs
+/// to, its language.
 pub(super) async fn read_step(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Step, PageError> {
     let pairs = read_form(app, headers, jar, body).await?;
     let req = field(&pairs, "req").unwrap_or("").to_owned();
@@ -420,7 +248,7 @@ pub(super) async fn read_step(app: &AppState, headers: &HeaderMap, jar: &CookieJ
     if email.len() > extract::MAX_EMAIL {
         return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email"));
     }
-    Ok(Step { pairs, req, loc, email })
+    Ok(Step { req, loc, email })
 }
 
 /// The page language for a step that may belong to an authorization request.
@@ -430,34 +258,6 @@ pub(super) async fn flow_locale(app: &AppState, headers: &HeaderMap, req: &str) 
         r => load_request(app, Some(r)).await.ok().and_then(|(_, q, _)| q.ui_locales),
     };
     locale(headers, ui.as_deref())
-}
-
-/// A new session id on every login (no fixation); any previous session of this browser ends.
-async fn start_session(app: &AppState, jar: CookieJar, user_id: &str, amr: Vec<String>, acr: &str) -> Result<CookieJar, PageError> {
-    let now = app.clock.now();
-    if let Some(old) = jar.get(&cookie_name(app, SESSION_COOKIE)) {
-        app.db.session_delete(&sha256_b64(old.value())).await?;
-    }
-    let id = random_token(32);
-    let session = LoginSession {
-        session_hash: sha256_b64(&id),
-        user_id: user_id.to_owned(),
-        auth_time: now,
-        amr,
-        acr: acr.to_owned(),
-        expires_at: now + app.config.session_ttl,
-    };
-    app.db.session_create(&session, &super::account::session_meta(), now).await?;
-    Ok(jar.add(cookie(app, SESSION_COOKIE, id, Some(app.config.session_ttl))))
-}
-
-/// Records that the user logged in during this request, which satisfies prompt=login and max_age.
-async fn mark_fresh_login(app: &AppState, req_id: &str) -> Result<(), PageError> {
-    let (row, mut req, _) = load_request(app, Some(req_id)).await?;
-    req.fresh_login = true;
-    let params = serde_json::to_string(&req).map_err(PageError::internal)?;
-    app.db.auth_request_set_params(&row.request_id, &params).await?;
-    Ok(())
 }
 
 #[derive(Serialize)]
@@ -561,83 +361,28 @@ async fn signup_post_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, ja
         };
         return Ok(page(app, jar, StatusCode::OK, "signup.html", &ctx, loc));
     }
-    let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &ip.to_string(), now).await? {
-        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, req));
-    }
-    // Hash before looking the email up, so a taken address costs the same time as a new one.
-    let hash = match password {
-        Some(p) => Some(app.hasher.hash(p).await?),
-        None => None,
-    };
     let (jar, browser) = browser_hash(app, jar);
-    // Mails after the answer, for both branches: a taken address must not show by time.
-    match app.db.user_by_email(&email).await? {
-        // Never say that the address is taken: the owner is told by mail instead.
-        Some(existing) => {
-            tracing::info!("sign-up for an existing email");
-            let link = format!("{}{}", app.config.issuer, paths::LOGIN);
-            let mail_loc = existing.locale.as_deref().unwrap_or(loc);
-            notify::send_later(
-                &app.pages,
-                &app.mailer,
-                &app.config.issuer,
-                Kind::AccountExists,
-                &existing.email,
-                mail_loc,
-                None,
-                Some(&link),
-            );
+    let live = steps::new_attempt(app, req, Purpose::Signup, &email, &browser).await?;
+    let who = Who::new(ip, headers, browser, loc);
+    let name = (!name.is_empty()).then_some(name);
+    let step = match engine::signup(
+        &steps::deps(app),
+        who.caller(),
+        live,
+        name,
+        password.map(Secret::new),
+        app.clock.now(),
+    )
+    .await
+    {
+        Ok(step) => step,
+        // Two sign-ups racing for one address: the loser is told like any taken one.
+        Err(crate::auth::AuthError::Store(StoreError::Conflict(_))) => {
+            return Err(PageError::new(StatusCode::CONFLICT, "signup.try_again"));
         }
-        None => {
-            let user = NewUser {
-                user_id: random_token(16),
-                email: email.clone(),
-                email_verified: false,
-                name: (!name.is_empty()).then(|| name.to_owned()),
-                password_hash: hash,
-                roles: vec![],
-                locale: Some(loc.to_owned()),
-                phone_number: None,
-                address: None,
-                // Chosen before the address is proven: pending until verified here.
-                password_pending: true,
-            };
-            match app.db.user_create(&user, now).await {
-                Ok(()) => {}
-                // Two sign-ups racing for one address: the loser is told like any taken one.
-                Err(crate::store::StoreError::Conflict(_)) => return Err(PageError::new(StatusCode::CONFLICT, "signup.try_again")),
-                Err(e) => return Err(e.into()),
-            }
-            tracing::info!(user_id = %user.user_id, "account created by sign-up; verification sent");
-            let ctx = Context {
-                user_id: Some(&user.user_id),
-                browser_hash: &browser,
-                request_id: (!req.is_empty()).then_some(req),
-            };
-            let issued = email_otp::issue(&app.db, &app.hmac_key, &email, VERIFY_EMAIL, ctx, app.config.otp_ttl, now).await?;
-            let link = format!("{}{}?token={}", app.config.issuer, paths::LOGIN_LINK, issued.link_token);
-            notify::send_later(
-                &app.pages,
-                &app.mailer,
-                &app.config.issuer,
-                Kind::VerifyEmail,
-                &email,
-                loc,
-                Some(&issued.code),
-                Some(&link),
-            );
-        }
-    }
-    let view = CodeView {
-        req,
-        email: &email,
-        purpose: VERIFY_EMAIL,
-        notice: Some("signup.check_email_code"),
-        error: None,
-        mail_failed: false,
+        Err(e) => return Err(e.into()),
     };
-    Ok(render_code_page(app, jar, loc, view))
+    steps::render(app, jar, &who, step).await
 }
 
 #[derive(Serialize)]

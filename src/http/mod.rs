@@ -12,6 +12,7 @@ mod extract;
 mod login;
 mod logout;
 mod password_reset;
+mod steps;
 mod token;
 pub mod two_factor;
 mod userinfo;
@@ -47,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .route(paths::LOGIN_CODE, axum::routing::post(email_code::send_post))
         .route(paths::LOGIN_CODE_VERIFY, axum::routing::post(email_code::verify_post))
         .route(paths::LOGIN_LINK, get(email_code::link_get))
+        .route(paths::LOGIN_PASSWORD, axum::routing::post(login::password_post))
+        .route(paths::LOGIN_TOTP, axum::routing::post(login::totp_post))
+        .route(paths::LOGIN_BACKUP_CODE, axum::routing::post(login::backup_code_post))
         .route(
             paths::PASSWORD_FORGOT,
             get(password_reset::forgot_get).post(password_reset::forgot_post),

@@ -9,17 +9,19 @@ use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
 use super::client_ip::ClientIp;
-use super::email_code::{CodeView, Typed, check_typed, code_again, render_code_page, render_limited};
+use super::email_code::send_code;
 use super::error::{PageError, no_store, page_or_error, render_page_error};
 use super::extract::{self, browser_hash, csrf_token, field};
-use super::login::{Step, complete_login_confirmed, flow_locale, read_step};
+use super::login::{flow_locale, read_form};
+use super::steps::{self, Who};
 use crate::app::AppState;
-use crate::auth::email_otp::{self, Context, RESET_PASSWORD};
-use crate::auth::limits::{self, Verdict};
+use crate::auth::attempt::Purpose;
+use crate::auth::engine::{self, Step};
+use crate::auth::methods::email_code::EmailCode;
 use crate::auth::password;
-use crate::notify::{self, Kind};
-use crate::oauth::claims::{ACR_1FA, AMR_OTP};
+use crate::auth::policy::Next;
 use crate::paths;
+use crate::secret::Secret;
 
 #[derive(Serialize)]
 struct ForgotPage<'a> {
@@ -58,99 +60,40 @@ pub async fn forgot_get(State(app): State<AppState>, RawQuery(q): RawQuery, head
 
 /// POST /password/forgot — same answer and same work whether or not the address is known.
 pub async fn forgot_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
-    page_or_error(&app, &headers, forgot_inner(&app, ip, &headers, jar, body).await)
+    let purpose = Purpose::Reset { password_set: false };
+    page_or_error(&app, &headers, send_code(&app, ip, &headers, jar, body, purpose).await)
 }
 
-async fn forgot_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let Step { req, loc, email, .. } = read_step(app, headers, &jar, body).await?;
-    if email.is_empty() || email.len() > 254 {
-        return Err(PageError::new(StatusCode::BAD_REQUEST, "signup.invalid_email").in_flow(Some(&req)));
-    }
-    let now = app.clock.now();
-    if let Verdict::Limited { retry_after } = limits::code_send(&app.db, &app.config.limits, &email, &ip.to_string(), now).await? {
-        return Ok(render_limited(app, loc, "limited.too_many_codes", retry_after, &req));
-    }
-    let user = app.db.user_by_email(&email).await?;
-    let (jar, browser) = browser_hash(app, jar);
-    let ctx = Context {
-        user_id: user.as_ref().map(|u| u.user_id.as_str()),
-        browser_hash: &browser,
-        request_id: (!req.is_empty()).then_some(req.as_str()),
-    };
-    let issued = email_otp::issue(&app.db, &app.hmac_key, &email, RESET_PASSWORD, ctx, app.config.otp_ttl, now).await?;
-    // Sent after the answer, and the page never says whether it went: either would tell a
-    // known address from an unknown one (OWASP WSTG-IDNT-04).
-    if let Some(u) = &user {
-        let mail_loc = u.locale.as_deref().unwrap_or(loc);
-        notify::send_later(
-            &app.pages,
-            &app.mailer,
-            &app.config.issuer,
-            Kind::ResetPassword,
-            &u.email,
-            mail_loc,
-            Some(&issued.code),
-            None,
-        );
-    }
-    let view = CodeView {
-        req: &req,
-        email: &email,
-        purpose: RESET_PASSWORD,
-        notice: Some("code.sent"),
-        error: None,
-        mail_failed: false,
-    };
-    Ok(render_code_page(app, jar, loc, view))
-}
-
-/// POST /password/reset — the code and the new password together.
+/// POST /password/reset — the code and the new password together. The reset is a first
+/// factor like any other: what the policy asks after it (a second factor) is asked.
 pub async fn reset_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
     page_or_error(&app, &headers, reset_inner(&app, ip, &headers, jar, body).await)
 }
 
 async fn reset_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
-    let step = read_step(app, headers, &jar, body).await?;
-    let new_password = field(&step.pairs, "password").unwrap_or("");
+    let pairs = read_form(app, headers, &jar, body).await?;
+    let (jar, browser) = browser_hash(app, jar);
+    let live = steps::posted_attempt(app, &pairs, &browser, "code.expired").await?;
+    let loc = steps::attempt_locale(app, headers, &live).await;
+    if !matches!(live.attempt.purpose, Purpose::Reset { .. }) {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over"));
+    }
+    let new_password = field(&pairs, "password").unwrap_or("");
+    let email = live.attempt.claimed_email.clone().unwrap_or_default();
     // A weak password is refused before the code is looked at, so it costs no try.
-    if let Err(problem) = password::policy(new_password, &step.email) {
-        return Ok(code_again(app, jar, &step, RESET_PASSWORD, problem));
+    if let Err(problem) = password::policy(new_password, &email) {
+        return steps::code_page(app, jar, loc, &live, None, Some(problem), false);
     }
-    let (jar, user_id) = match check_typed(app, ip, jar, &step, RESET_PASSWORD).await? {
-        Typed::Spent { jar, user_id, .. } => (jar, user_id),
-        Typed::Page(page) => return Ok(page),
+    let who = Who::new(ip, headers, browser, loc);
+    let (d, now) = (steps::deps(app), app.clock.now());
+    let code = Secret::new(field(&pairs, "code").unwrap_or(""));
+    let step = match engine::submit::<EmailCode>(&d, who.caller(), live, code, now).await? {
+        Step::Show {
+            live,
+            next: Next::NewPassword,
+            ..
+        } => engine::new_password(&d, who.caller(), *live, Secret::new(new_password), now).await?,
+        other => other,
     };
-    let (req, loc, email, now) = (step.req.as_str(), step.loc, step.email.as_str(), app.clock.now());
-    let hash = app.hasher.hash(new_password).await?;
-    app.db.user_set_password_hash(&user_id, &hash, now).await?;
-    let ended = app.db.sessions_end_for_user(&user_id, None).await?;
-    app.db.tokens_revoke_for_user(&user_id).await?;
-    limits::password_cleared(&app.db, email).await?;
-    tracing::info!(user_id = %user_id, sessions_ended = ended, "password reset; sessions and tokens revoked");
-    if let Some(user) = app.db.user_get(&user_id).await? {
-        let link = format!("{}{}", app.config.issuer, paths::PASSWORD_FORGOT);
-        let mail_loc = user.locale.as_deref().unwrap_or(loc);
-        notify::send(
-            &app.pages,
-            &app.mailer,
-            &app.config.issuer,
-            Kind::PasswordChanged,
-            &user.email,
-            mail_loc,
-            None,
-            Some(&link),
-        )
-        .await;
-    }
-    // The code proved the mailbox: the address is verified, and this browser is logged in.
-    app.db.user_verify_email(&user_id, true, now).await?;
-    complete_login_confirmed(
-        app,
-        jar,
-        (&user_id, vec![AMR_OTP.to_owned()], ACR_1FA),
-        (!req.is_empty()).then_some(req),
-        loc,
-        "done.reset",
-    )
-    .await
+    steps::render(app, jar, &who, step).await
 }

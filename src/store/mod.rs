@@ -1,5 +1,6 @@
 //! Persistence: the only module that knows SQLite and PostgreSQL both exist.
 
+mod attempts;
 mod clients;
 mod codes;
 mod consents;
@@ -14,6 +15,7 @@ mod totp;
 mod tx;
 mod users;
 
+pub use attempts::AttemptRecord;
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
@@ -243,7 +245,7 @@ impl Db {
 
     /// Deletes rows whose lifetime is over. Returns how many rows went.
     pub async fn cleanup(&self, now: i64) -> Result<u64> {
-        const STATEMENTS: [&str; 7] = [
+        const STATEMENTS: [&str; 8] = [
             // Expired codes, and spent ones whose minute of replay protection is over.
             "delete from otp_codes where expires_at < $1 or (used = 1 and created_at < $1 - 60)",
             "delete from auth_codes where expires_at < $1",
@@ -253,6 +255,7 @@ impl Db {
             "delete from refresh_tokens where expires_at < $1",
             // Every token of a grant has expired by its expires_at.
             "delete from grants where expires_at < $1",
+            "delete from login_attempts where expires_at < $1",
         ];
         let mut n = 0;
         for sql in STATEMENTS {

@@ -12,6 +12,8 @@ pub struct NewOtp {
     pub link_hash: String,
     pub browser_hash: String,
     pub request_id: Option<String>,
+    /// The login attempt the code belongs to.
+    pub attempt_hash: Option<String>,
     pub expires_at: i64,
 }
 
@@ -23,6 +25,7 @@ pub struct SpentOtp {
     pub user_id: Option<String>,
     pub request_id: Option<String>,
     pub browser_hash: String,
+    pub attempt_hash: Option<String>,
 }
 
 #[derive(Debug)]
@@ -45,6 +48,7 @@ struct CheckRow {
     user_id: Option<String>,
     request_id: Option<String>,
     browser_hash: String,
+    attempt_hash: Option<String>,
 }
 
 impl Db {
@@ -52,13 +56,13 @@ impl Db {
     pub async fn otp_put(&self, o: &NewOtp, now: i64) -> Result<()> {
         on_db!(self, pool => sqlx::query(
             "insert into otp_codes (otp_id, email, purpose, user_id, code_hash, link_hash, browser_hash, request_id, \
-             attempts, used, created_at, expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10) \
+             attempts, used, created_at, expires_at, attempt_hash) values ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10, $11) \
              on conflict (email, purpose) do update set otp_id = excluded.otp_id, user_id = excluded.user_id, \
              code_hash = excluded.code_hash, link_hash = excluded.link_hash, browser_hash = excluded.browser_hash, \
              request_id = excluded.request_id, attempts = 0, used = 0, created_at = excluded.created_at, \
-             expires_at = excluded.expires_at")
+             expires_at = excluded.expires_at, attempt_hash = excluded.attempt_hash")
             .bind(&o.otp_id).bind(&o.email).bind(o.purpose).bind(&o.user_id).bind(&o.code_hash).bind(&o.link_hash)
-            .bind(&o.browser_hash).bind(&o.request_id).bind(now).bind(o.expires_at)
+            .bind(&o.browser_hash).bind(&o.request_id).bind(now).bind(o.expires_at).bind(&o.attempt_hash)
             .execute(pool).await?.rows_affected());
         Ok(())
     }
@@ -74,7 +78,7 @@ impl Db {
             "update otp_codes set used = case when code_hash in ($3, $6) then 1 else 0 end, \
              attempts = attempts + case when code_hash in ($3, $6) then 0 else 1 end \
              where email = $1 and purpose = $2 and used = 0 and attempts < $4 and expires_at > $5 \
-             returning used, attempts, email, purpose, user_id, request_id, browser_hash")
+             returning used, attempts, email, purpose, user_id, request_id, browser_hash, attempt_hash")
             .bind(email).bind(purpose).bind(current).bind(max_attempts).bind(now).bind(previous)
             .fetch_optional(pool).await?);
         Ok(match row {
@@ -85,6 +89,7 @@ impl Db {
                 user_id: r.user_id,
                 request_id: r.request_id,
                 browser_hash: r.browser_hash,
+                attempt_hash: r.attempt_hash,
             }),
             Some(r) => OtpCheck::Wrong {
                 remaining: max_attempts - r.attempts,
@@ -97,7 +102,16 @@ impl Db {
     pub async fn otp_take_link(&self, link_hash: &str, browser_hash: &str, max_attempts: i64, now: i64) -> Result<Option<SpentOtp>> {
         Ok(on_db!(self, pool => sqlx::query_as(
             "update otp_codes set used = 1 where link_hash = $1 and browser_hash = $2 and used = 0 and attempts < $3 \
-             and expires_at > $4 returning email, purpose, user_id, request_id, browser_hash")
+             and expires_at > $4 returning email, purpose, user_id, request_id, browser_hash, attempt_hash")
             .bind(link_hash).bind(browser_hash).bind(max_attempts).bind(now).fetch_optional(pool).await?))
+    }
+
+    /// The attempt a live magic link continues, read without spending it: the link's page
+    /// then spends it through the attempt, which checks the browser.
+    pub async fn otp_link_attempt(&self, link_hash: &str, now: i64) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = on_db!(self, pool => sqlx::query_as(
+            "select attempt_hash from otp_codes where link_hash = $1 and used = 0 and expires_at > $2")
+            .bind(link_hash).bind(now).fetch_optional(pool).await?);
+        Ok(row.and_then(|(h,)| h))
     }
 }

@@ -173,3 +173,25 @@ impl Tx {
         Ok(())
     }
 }
+
+impl Db {
+    /// A reset's new password, and the end of every session and token of the account, in one
+    /// transaction: a crash between them must not leave the account half reset. Returns how
+    /// many sessions ended.
+    pub async fn password_reset_apply(&self, user_id: &str, hash: &str, now: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => sqlx::query("update users set password_hash = $1, password_pending = 0, updated_at = $2 where user_id = $3")
+            .bind(hash).bind(now).bind(user_id).execute(conn).await?.rows_affected());
+        let ended = on_tx!(&mut tx, conn => sqlx::query("delete from login_sessions where user_id = $1")
+            .bind(user_id).execute(conn).await?.rows_affected());
+        for sql in [
+            "update grants set revoked = 1 where user_id = $1",
+            "update access_tokens set revoked = 1 where user_id = $1",
+            "delete from refresh_tokens where user_id = $1",
+        ] {
+            on_tx!(&mut tx, conn => sqlx::query(sql).bind(user_id).execute(conn).await?.rows_affected());
+        }
+        tx.commit().await?;
+        Ok(ended)
+    }
+}

@@ -441,13 +441,7 @@ async fn code_login_session_records_its_device(h: &TestServer) {
     let done = b
         .post_with(
             "/login/code/verify",
-            &[
-                ("csrf", &csrf),
-                ("req", ""),
-                ("email", "otp@example.test"),
-                ("purpose", "login"),
-                ("code", &code),
-            ],
+            &[("csrf", &csrf), ("attempt", &code_page.input("attempt").unwrap()), ("code", &code)],
             &[("user-agent", SAFARI)],
         )
         .await;

@@ -340,7 +340,7 @@ async fn password_login(b: &Browser, email: &str, password: &str) -> Page {
 async fn signup(b: &Browser, email: &str, password: &str) -> Page {
     let form = b.get("/signup").await;
     let page = b.submit(&form, &[("email", email), ("password", password)]).await;
-    assert_eq!(page.input("purpose").as_deref(), Some("verify_email"), "{}", page.body);
+    assert!(page.body.contains("id=\"login-code\""), "{}", page.body);
     page
 }
 
@@ -365,7 +365,7 @@ async fn pre_hijacked_password_never_signs_in(h: &TestServer) {
     let held = password_login(&squatter, V, PW).await;
     assert_eq!(held.status, 200);
     assert!(held.location.is_none() && session(&squatter, h).is_none());
-    assert_eq!(held.input("purpose").as_deref(), Some("verify_email"));
+    assert!(held.body.contains("id=\"login-code\""), "{}", held.body);
     assert!(held.body.contains("Confirm your email address first"), "{}", held.body);
     // A guessed code in the squatter's browser is just a wrong code.
     let wrong = squatter.submit(&held, &[("code", "000000")]).await;
@@ -428,7 +428,7 @@ async fn legitimate_signup_then_password_login(h: &TestServer) {
     signup(&h.browser(), "later@example.test", PW).await;
     let c = h.browser();
     let held = password_login(&c, "later@example.test", PW).await;
-    assert_eq!(held.input("purpose").as_deref(), Some("verify_email"));
+    assert!(held.body.contains("id=\"login-code\""), "{}", held.body);
     let done = c
         .submit(&held, &[("code", &code_in(h, "later@example.test", "Confirm your email address"))])
         .await;

@@ -15,6 +15,7 @@ mod discovery;
 mod email;
 mod flow;
 mod input;
+mod login_chain;
 mod page_details;
 mod pages;
 mod proxy;

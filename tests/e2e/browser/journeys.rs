@@ -52,7 +52,8 @@ async fn email_code_login(b: Browsers) {
     let s = b.open("main").await;
     let start = f.rp.start(&["email"]);
     s.goto(&start.url, "login").await;
-    s.submit(form::CODE, &[("email", "otp@example.test")], "code").await;
+    s.fill_and_submit(form::LOGIN, &[("email", "otp@example.test")], form::CODE_BUTTON, "code")
+        .await;
     assert!(s.has("input[autocomplete=\"one-time-code\"]").await);
     let code = f.h.mail.last_to("otp@example.test").six_digit_code();
     s.submit(form::CODE_VERIFY, &[("code", &code)], "after-code").await;
@@ -74,7 +75,8 @@ async fn magic_link_same_browser_only(b: Browsers) {
     let s = b.open("main").await;
     let start = f.rp.start(&[]);
     s.goto(&start.url, "login").await;
-    s.submit(form::CODE, &[("email", "link@example.test")], "code").await;
+    s.fill_and_submit(form::LOGIN, &[("email", "link@example.test")], form::CODE_BUTTON, "code")
+        .await;
     let link = f.h.mail.last_to("link@example.test").link("/login/link");
 
     let other = b.open("other").await;
@@ -110,7 +112,7 @@ async fn signup_verification_and_welcome(b: Browsers) {
         "verify",
     )
     .await;
-    assert!(s.has("input[name=\"purpose\"][value=\"verify_email\"]").await);
+    assert!(s.has("form#login-code").await);
     let mail = f.h.mail.last_to("new@example.test");
     assert_eq!(mail.subject, text("en", "mail.verify_email.subject"));
     s.submit(form::CODE_VERIFY, &[("code", &mail.six_digit_code())], "account-ready")

@@ -13,6 +13,7 @@ mod errors;
 mod harness;
 mod journeys;
 mod language;
+mod login_page;
 mod two_factor;
 
 use clef::admin::{ClientSpec, CreatedClient};
@@ -95,7 +96,8 @@ fn text(locale: &str, key: &str) -> String {
 /// Selectors for the hosted forms, by their `action`.
 mod form {
     pub const LOGIN: &str = "form[action$=\"/login\"]";
-    pub const CODE: &str = "form[action$=\"/login/code\"]";
+    /// The login form's second method: the same address, a code by email.
+    pub const CODE_BUTTON: &str = "button[formaction$=\"/login/code\"]";
     pub const CODE_VERIFY: &str = "form[action$=\"/login/code/verify\"]";
     pub const CONSENT: &str = "form[action$=\"/consent\"]";
     pub const SIGNUP: &str = "form[action$=\"/signup\"]";
