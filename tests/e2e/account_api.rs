@@ -32,8 +32,13 @@ pub async fn token(h: &TestServer, rp: &Rp, email: &str, scopes: &[&str]) -> (St
 /// The same from browser `b`, which may hold a login session already, with extra
 /// authorization parameters (`max_age`, `prompt`).
 pub async fn token_in(b: &Browser, rp: &Rp, email: &str, scopes: &[&str], extra: &[(&str, &str)]) -> (String, String) {
+    token_in_with(b, rp, email, scopes, extra, None).await
+}
+
+/// The same, answering the authenticator-code step with `totp` when the login asks for it.
+async fn token_in_with(b: &Browser, rp: &Rp, email: &str, scopes: &[&str], extra: &[(&str, &str)], totp: Option<&str>) -> (String, String) {
     let start = rp.start_with(scopes, extra);
-    let back = b.authorize(&start.url, email, PW).await;
+    let back = b.authorize_with(&start.url, email, PW, totp).await;
     let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
     let at = openidconnect::OAuth2TokenResponse::access_token(&tokens).secret().clone();
     let scope = openidconnect::OAuth2TokenResponse::scopes(&tokens)
@@ -297,7 +302,7 @@ async fn disable_and_regenerate_need_a_recent_login(h: &TestServer) {
     let rp = rp(h, "fp", true).await;
     let b = h.browser();
     let (old, _) = token_in(&b, &rp, EMAIL, &["account"], &[]).await;
-    let (_, first_codes) = enrol(h, &old).await;
+    let (totp, first_codes) = enrol(h, &old).await;
     h.clock.advance(301);
     let (status, challenge, body) = post(h, "/account/api/totp/disable", Some(&old), None).await;
     assert_step_up(status, &challenge, &body);
@@ -317,7 +322,9 @@ async fn disable_and_regenerate_need_a_recent_login(h: &TestServer) {
     let start = rp.start_with(&["account"], &[("max_age", "300")]);
     let login = b.follow(b.get(&start.url).await).await;
     assert!(login.body.contains("autocomplete=\"current-password\""), "asked to log in again");
-    let (fresh, _) = token_in(&b, &rp, EMAIL, &["account"], &[("max_age", "300")]).await;
+    // TOTP is on now, so the new login asks for the authenticator code after the password.
+    let code = totp.generate(h.clock.now() as u64).to_string();
+    let (fresh, _) = token_in_with(&b, &rp, EMAIL, &["account"], &[("max_age", "300")], Some(&code)).await;
     assert_eq!(two_factor_of(h, &fresh).await["totp"], "on");
     let (_, _, st) = get(h, "/account/api/status", Some(&fresh)).await;
     assert_eq!(st["auth_time"], h.clock.now());

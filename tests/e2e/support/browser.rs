@@ -205,6 +205,11 @@ impl Browser {
     /// From an authorization URL to the client's redirect: logs in (when asked) and allows
     /// consent (when asked). Returns the final redirect to the client.
     pub async fn authorize(&self, url: &str, email: &str, password: &str) -> Page {
+        self.authorize_with(url, email, password, None).await
+    }
+
+    /// As `authorize`, answering the authenticator-code step with `totp` when it is asked.
+    pub async fn authorize_with(&self, url: &str, email: &str, password: &str, totp: Option<&str>) -> Page {
         let mut page = self.follow(self.get(url).await).await;
         for _ in 0..4 {
             if page.status.is_redirection() {
@@ -213,6 +218,8 @@ impl Browser {
             assert_eq!(page.status, StatusCode::OK, "{}", page.body);
             page = if page.body.contains("autocomplete=\"current-password\"") {
                 self.submit(&page, &[("email", email), ("password", password)]).await
+            } else if let Some(code) = totp.filter(|_| page.body.contains("id=\"login-totp\"")) {
+                self.submit(&page, &[("code", code)]).await
             } else if page.body.contains("value=\"allow\"") {
                 self.submit(&page, &[("decision", "allow")]).await
             } else {
