@@ -30,6 +30,8 @@ pub enum Kind {
     EmailChanged,
     /// To an address's owner, when another account asked to move to it.
     EmailInUse,
+    /// The code a signed-in user types to confirm it is them before a sensitive action.
+    ReauthCode,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::TotpDisabled => "mail.totp_disabled",
             Kind::BackupCodesRegenerated => "mail.backup_codes_regenerated",
             Kind::ChangeEmailCode => "mail.change_email_code",
+            Kind::ReauthCode => "mail.reauth_code",
             Kind::EmailChanged => "mail.email_changed",
             Kind::EmailInUse => "mail.email_in_use",
         }
@@ -65,6 +68,8 @@ impl Kind {
             Kind::EmailChanged | Kind::EmailInUse => "mail.login_link_label",
             // Sent without a link: the code is typed on the account page of the browser that asked.
             Kind::ChangeEmailCode => "mail.link_label",
+            // Sent without a link too: typed on the re-authentication page.
+            Kind::ReauthCode => "mail.link_label",
         }
     }
     /// The HTML mail's button: what pressing it does, as an action.
@@ -79,6 +84,7 @@ impl Kind {
             Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => "mail.button.account",
             Kind::EmailChanged | Kind::EmailInUse => "mail.button.sign_in",
             Kind::ChangeEmailCode => "mail.button.verify",
+            Kind::ReauthCode => "mail.button.verify",
         }
     }
 }

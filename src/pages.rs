@@ -34,6 +34,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("two_factor.html", include_str!("../templates/pages/two_factor.html")),
     ("two_factor_enrol.html", include_str!("../templates/pages/two_factor_enrol.html")),
     ("two_factor_codes.html", include_str!("../templates/pages/two_factor_codes.html")),
+    ("reauth.html", include_str!("../templates/pages/reauth.html")),
 ];
 
 pub struct Pages {
@@ -125,6 +126,7 @@ mod tests {
                     "otpauth_uri": "otpauth://totp/clef:a?secret=A&issuer=clef", "secret_grouped": "ABCD EFGH",
                     "codes": ["abcde-fghjk"], "download_href": "data:text/plain,x", "download_name": "backup-codes.txt",
                     "totp_action": "/login/totp", "backup_action": "/login/backup-code",
+                    "reason": "reauth.reason.disable_totp", "ask": "code", "password_action": "/p", "code_action": "/c", "cancel_url": "/account",
                 });
                 let mut ctx = ctx;
                 if let (Some(all), serde_json::Value::Object(more)) = (ctx.as_object_mut(), extra) {

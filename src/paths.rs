@@ -47,3 +47,8 @@ pub const ACCOUNT_API_BACKUP_CODES: &str = "/account/api/backup-codes";
 pub const ACCOUNT_API_SESSIONS: &str = "/account/api/sessions";
 /// `{handle}`: a handle from the sessions list (axum path syntax).
 pub const ACCOUNT_API_SESSION_END: &str = "/account/api/sessions/{handle}/end";
+/// The forms of a re-authentication (`/account/reauth`): one per method it may ask for.
+pub const REAUTH_PASSWORD: &str = "/account/reauth/password";
+pub const REAUTH_TOTP: &str = "/account/reauth/totp";
+pub const REAUTH_BACKUP_CODE: &str = "/account/reauth/backup-code";
+pub const REAUTH_CODE: &str = "/account/reauth/code";

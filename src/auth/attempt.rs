@@ -17,6 +17,64 @@ pub enum Purpose {
     Reset {
         password_set: bool,
     },
+    /// Step-up before a sensitive account action (issue 8 §4): the user is the session's, and
+    /// a pass renews THAT session's authentication time instead of starting a new one.
+    Reauth {
+        /// The hash of the session being re-authenticated (as `login_sessions` stores it).
+        session_hash: String,
+        back: Action,
+    },
+}
+
+/// The account pages a re-authentication leads back to: the `then=` of `/account/reauth`,
+/// parsed into this list, so the query never chooses a URL (unknown names: the account page).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Account,
+    Password,
+    Email,
+    Session,
+    Sessions,
+    DisableTotp,
+    RegenerateBackupCodes,
+}
+
+impl Action {
+    const ALL: [Action; 7] = [
+        Action::Account,
+        Action::Password,
+        Action::Email,
+        Action::Session,
+        Action::Sessions,
+        Action::DisableTotp,
+        Action::RegenerateBackupCodes,
+    ];
+
+    /// The `then=` names the account and two-factor pages send.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Account => "account",
+            Action::Password => "password",
+            Action::Email => "email",
+            Action::Session => "session",
+            Action::Sessions => "sessions",
+            Action::DisableTotp => "disable_totp",
+            Action::RegenerateBackupCodes => "regenerate_backup_codes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Action {
+        Action::ALL.into_iter().find(|a| a.as_str() == s).unwrap_or(Action::Account)
+    }
+
+    /// Where the user lands once re-authenticated, to submit the action afresh.
+    pub fn page(self) -> &'static str {
+        match self {
+            Action::DisableTotp | Action::RegenerateBackupCodes => crate::paths::TWO_FACTOR,
+            _ => crate::paths::ACCOUNT,
+        }
+    }
 }
 
 /// How strong the login must be: two factor kinds, or one.
@@ -62,6 +120,8 @@ pub enum CodeFor {
     VerifyEmail,
     ResetPassword,
     SecondFactor,
+    /// The code of a re-authentication, for a user without TOTP or a password.
+    Reauth,
 }
 
 /// The started method's server-side state (portier's `BridgeData`): one serde-tagged column,
@@ -183,5 +243,25 @@ mod tests {
         );
         assert_eq!(row.factors, r#"[{"method":"email_code","at":10}]"#);
         assert_eq!(Attempt::try_from(row).unwrap(), a);
+    }
+
+    #[test]
+    fn reauth_back_is_one_of_the_account_pages() {
+        assert_eq!(Action::parse("disable_totp").page(), crate::paths::TWO_FACTOR);
+        assert_eq!(Action::parse("regenerate_backup_codes").page(), crate::paths::TWO_FACTOR);
+        for then in ["password", "email", "session", "sessions", "account"] {
+            assert_eq!(Action::parse(then).as_str(), then);
+            assert_eq!(Action::parse(then).page(), crate::paths::ACCOUNT);
+        }
+        for evil in ["https://evil.example", "//evil.example", "", "/account/two-factor"] {
+            assert_eq!(Action::parse(evil), Action::Account, "{evil}");
+        }
+        let p = Purpose::Reauth {
+            session_hash: "s".into(),
+            back: Action::DisableTotp,
+        };
+        let row = serde_json::to_string(&p).unwrap();
+        assert_eq!(row, r#"{"reauth":{"session_hash":"s","back":"disable_totp"}}"#);
+        assert_eq!(parse::<Purpose>(&row).unwrap(), p);
     }
 }

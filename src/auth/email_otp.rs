@@ -15,6 +15,8 @@ pub const RESET_PASSWORD: &str = "reset_password";
 pub const SECOND_FACTOR: &str = "second_factor";
 /// A new address for an account, proven before the account moves to it (`http::account`).
 pub const CHANGE_EMAIL: &str = "change_email";
+/// A signed-in user confirming it is them before a sensitive action (`Purpose::Reauth`).
+pub const REAUTH: &str = "reauth";
 
 /// The 5th wrong try kills the code.
 pub const MAX_ATTEMPTS: i64 = 5;

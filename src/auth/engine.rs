@@ -10,7 +10,7 @@ use super::{AuthError, Factor, Method};
 use crate::notify::{self, Kind};
 use crate::paths;
 use crate::secret::{Secret, random_token, sha256_b64};
-use crate::store::{AttemptRecord, Db, NewUser};
+use crate::store::{AttemptRecord, Db, EventKind, NewEvent, NewUser};
 
 /// An attempt lives as long as the authorization request it serves may wait.
 pub const ATTEMPT_TTL: i64 = 30 * 60;
@@ -79,6 +79,12 @@ pub enum Step {
         retry_after: i64,
     },
     Finished(Authenticated),
+    /// A re-authentication passed: its session's authentication time is now; back to `back`'s
+    /// page, where the user submits the action afresh (no POST is replayed).
+    Reauthenticated {
+        user_id: String,
+        back: super::attempt::Action,
+    },
     /// The attempt is over (expired, finished by a racing post, too many wrong tries, a dead end).
     Over {
         why: Why,
@@ -264,7 +270,7 @@ async fn start<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: 
         Begun::Form => (None, false),
         Begun::Sent { mail_failed } => (Some(notice_for(a)), mail_failed),
     };
-    let next = if a.factors.is_empty() {
+    let next = if a.factors.is_empty() && !is_reauth(a) {
         policy::next(a, None, SETTINGS, now)
     } else {
         Next::Ask(vec![M::METHOD])
@@ -284,6 +290,10 @@ pub async fn link(d: &Deps<'_>, c: Caller<'_>, token: Secret, now: i64) -> Resul
     let Some(attempt) = load_by_link(d.db, token.expose(), c.browser_hash, now).await? else {
         return Ok(None);
     };
+    // A re-authentication's code is mailed without a link; one is never taken for it.
+    if is_reauth(&attempt) {
+        return Ok(None);
+    }
     let live = Live {
         id: String::new(),
         attempt,
@@ -302,7 +312,7 @@ pub async fn link(d: &Deps<'_>, c: Caller<'_>, token: Secret, now: i64) -> Resul
             live.id = id;
             live.attempt.attempt_hash = hash;
         }
-        Step::Finished(_) | Step::Over { .. } => {}
+        Step::Finished(_) | Step::Reauthenticated { .. } | Step::Over { .. } => {}
     }
     Ok(Some(step))
 }
@@ -321,7 +331,7 @@ fn notice_for(a: &Attempt) -> &'static str {
 
 /// One input for the attempt's current step: limits, then the method, then the policy.
 pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, input: M::Input, now: i64) -> Result<Step, AuthError> {
-    if !in_order::<M>(&live.attempt) {
+    if !in_order::<M>(&live.attempt) || !reauth_asks(d, &live.attempt, M::METHOD, now).await? {
         tracing::info!(method = M::NAME, "login input out of order refused");
         return Ok(over(&live.attempt, Why::Expired));
     }
@@ -376,7 +386,8 @@ fn in_order<M: AuthMethod>(a: &Attempt) -> bool {
     use super::methods::Role;
     let role_fits = match M::ROLE {
         Role::First => a.factors.is_empty(),
-        Role::Second => !a.factors.is_empty(),
+        // A re-authentication's user is known before any factor, so a second factor may open it.
+        Role::Second => !a.factors.is_empty() || is_reauth(a),
         Role::Both => true,
     };
     // The emailed code and its link need a code in flight (their `verify` checks which one).
@@ -387,19 +398,69 @@ fn in_order<M: AuthMethod>(a: &Attempt) -> bool {
     role_fits && waiting
 }
 
+fn is_reauth(a: &Attempt) -> bool {
+    matches!(a.purpose, Purpose::Reauth { .. })
+}
+
+/// A re-authentication takes only the method the policy asks for (the user's strongest), so a
+/// password cannot stand in for the TOTP of a user who has it. Other purposes: true.
+async fn reauth_asks(d: &Deps<'_>, a: &Attempt, method: Method, now: i64) -> Result<bool, AuthError> {
+    if !is_reauth(a) {
+        return Ok(true);
+    }
+    let enrolled = match &a.user_id {
+        Some(id) => enrolled(d.db, id).await?,
+        None => None,
+    };
+    Ok(matches!(policy::next(a, enrolled.as_ref(), SETTINGS, now), Next::Ask(m) if m.contains(&method)))
+}
+
+/// Starts a re-authentication the HTTP layer built (`begin_attempt` with `Purpose::Reauth`
+/// and the session's user): the policy asks for the user's strongest method, and an emailed
+/// code goes out at once when that is the one.
+pub async fn reauth(d: &Deps<'_>, c: Caller<'_>, live: Live, now: i64) -> Result<Step, AuthError> {
+    decide(d, c, live, now).await
+}
+
+/// A re-authentication's end, in one transaction: the attempt is spent (one of two racing
+/// posts wins), the bound session's authentication time becomes now, and the event is kept.
+/// No new session and no authorization request: the user goes back to the account page.
+async fn reauthenticated(d: &Deps<'_>, c: Caller<'_>, a: &Attempt, amr: &[&str], now: i64) -> Result<Step, AuthError> {
+    let (Purpose::Reauth { session_hash, back }, Some(user_id)) = (&a.purpose, a.user_id.clone()) else {
+        return Ok(over(a, Why::Expired));
+    };
+    let mut tx = d.db.begin().await?;
+    if !tx.attempt_finish(&a.attempt_hash, a.version).await? || !tx.session_reauthenticated(session_hash, &user_id, now).await? {
+        // Finished by a racing post, or the session ended (logged out) meanwhile.
+        tx.rollback().await?;
+        return Ok(over(a, Why::Expired));
+    }
+    let detail = format!("{} {}", amr.join(" "), back.as_str());
+    let event = NewEvent {
+        ip: Some(c.ip),
+        user_agent: c.user_agent,
+        detail: Some(&detail),
+    };
+    tx.event_record(&user_id, EventKind::Reauthenticated, &event, now).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user_id, client_ip = %c.ip, ?amr, action = back.as_str(), "re-authenticated");
+    Ok(Step::Reauthenticated { user_id, back: *back })
+}
+
 /// A wrong input. Once the user is known (a further factor), each counts against the attempt,
 /// atomically, so parallel guesses cannot exceed the limit.
 async fn wrong(d: &Deps<'_>, live: Live, problem: &'static str, method: Method, now: i64) -> Result<Step, AuthError> {
     tracing::info!(method = ?method, "login factor failed");
     let a = &live.attempt;
-    if !a.factors.is_empty() && a.version > 0 {
+    // A re-authentication's user is known from the start: every wrong try counts.
+    if (!a.factors.is_empty() || is_reauth(a)) && a.version > 0 {
         let failures = d.db.attempt_fail(&a.attempt_hash).await?;
         if failures >= i64::from(SETTINGS.max_failures) {
             d.db.attempt_drop(&a.attempt_hash).await?;
             return Ok(over(a, Why::TooManyFailures));
         }
     }
-    let next = if a.factors.is_empty() {
+    let next = if a.factors.is_empty() && !is_reauth(a) {
         policy::next(a, None, SETTINGS, now)
     } else {
         Next::Ask(vec![method])
@@ -463,6 +524,7 @@ async fn decide(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result
         None => None,
     };
     match policy::next(a, enrolled.as_ref(), SETTINGS, now) {
+        Next::Done { amr, .. } if is_reauth(a) => reauthenticated(d, c, a, &amr, now).await,
         Next::Done { amr, acr, offer } => {
             // Of two posts finishing the same attempt, one deletes it and goes on.
             if a.version > 0 && !d.db.attempt_finish(&a.attempt_hash, a.version).await? {
@@ -471,7 +533,7 @@ async fn decide(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result
             let confirm = match a.purpose {
                 Purpose::Reset { .. } => Some("done.reset"),
                 Purpose::Signup => Some("done.signup"),
-                Purpose::Login => None,
+                Purpose::Login | Purpose::Reauth { .. } => None,
             };
             Ok(Step::Finished(Authenticated {
                 user_id: a.user_id.clone().unwrap_or_default(),

@@ -62,6 +62,20 @@ fn first_factors(purpose: &Purpose) -> Vec<Method> {
     match purpose {
         Purpose::Login => vec![Method::Password, Method::EmailCode],
         Purpose::Signup | Purpose::Reset { .. } => vec![Method::EmailCode],
+        // Not asked: a re-authentication's user is known, so it asks `strongest` instead.
+        Purpose::Reauth { .. } => Vec::new(),
+    }
+}
+
+/// The strongest method a known user has, for a re-authentication (issue 8 §4): TOTP (with a
+/// backup code for a lost phone), else the password, else a code to the account's address.
+pub fn strongest(e: &Enrolled) -> Vec<Method> {
+    if e.totp {
+        vec![Method::Totp, Method::BackupCode]
+    } else if e.password {
+        vec![Method::Password]
+    } else {
+        vec![Method::EmailCode]
     }
 }
 
@@ -73,6 +87,9 @@ pub fn next(a: &Attempt, enrolled: Option<&Enrolled>, s: Settings, now: i64) -> 
     }
     if a.failures >= s.max_failures {
         return Next::Over(Why::TooManyFailures);
+    }
+    if let Purpose::Reauth { .. } = a.purpose {
+        return reauth(a, enrolled);
     }
     if a.factors.is_empty() {
         return Next::Choose(first_factors(&a.purpose));
@@ -108,6 +125,24 @@ pub fn next(a: &Attempt, enrolled: Option<&Enrolled>, s: Settings, now: i64) -> 
         amr: amr(&a.factors),
         acr: acr(&a.factors),
         offer: (s.totp_enrolment && !e.totp && by_mail_second).then_some(Method::Totp),
+    }
+}
+
+/// A re-authentication: the session's user, known from the start, passes one factor, the
+/// strongest they have, in this attempt (`Requirement.fresh`: nothing is taken from the
+/// session). Its amr/acr are this confirmation's own.
+fn reauth(a: &Attempt, enrolled: Option<&Enrolled>) -> Next {
+    let Some(e) = enrolled else {
+        return Next::Over(Why::UserGone);
+    };
+    let asked = strongest(e);
+    if !a.factors.iter().any(|f| asked.contains(&f.method)) {
+        return Next::Ask(asked);
+    }
+    Next::Done {
+        amr: amr(&a.factors),
+        acr: acr(&a.factors),
+        offer: None,
     }
 }
 
@@ -344,5 +379,48 @@ mod tests {
         assert_eq!(next(&attempt(LOGIN, One, &[Password]), Some(&pwd), s, NOW), done(&["pwd"], ACR_1FA));
         let with_totp = attempt(LOGIN, Two, &[Password, Totp]);
         assert_eq!(next(&with_totp, Some(&user(true, true)), s, NOW), done(&["pwd", "otp"], ACR_2FA));
+    }
+
+    /// Rows for a re-authentication (issue 8 §4), in a table of their own: the user is known
+    /// before any factor, and the strongest method they have is asked, whatever the level.
+    #[test]
+    fn reauth_asks_the_strongest_method() {
+        use crate::auth::attempt::Action;
+        let reauth = || Purpose::Reauth {
+            session_hash: "s".into(),
+            back: Action::DisableTotp,
+        };
+        let pwd = user(true, false);
+        let nopwd = user(false, false);
+        let totp = user(true, true);
+        let totp_nopwd = user(false, true);
+        let ask_totp = Next::Ask(vec![Totp, BackupCode]);
+        type Row<'a> = (&'a str, Option<&'a Enrolled>, &'a [Method], Next);
+        let table: Vec<Row> = vec![
+            ("totp on: totp, not the password", Some(&totp), &[], ask_totp.clone()),
+            ("totp on, passwordless", Some(&totp_nopwd), &[], ask_totp.clone()),
+            ("password only", Some(&pwd), &[], Next::Ask(vec![Password])),
+            ("neither: an emailed code", Some(&nopwd), &[], Next::Ask(vec![EmailCode])),
+            ("totp passed", Some(&totp), &[Totp], done(&["otp"], ACR_1FA)),
+            ("backup code passed", Some(&totp), &[BackupCode], done(&["otp"], ACR_1FA)),
+            ("password passed", Some(&pwd), &[Password], done(&["pwd"], ACR_1FA)),
+            ("code passed", Some(&nopwd), &[EmailCode], done(&["otp"], ACR_1FA)),
+            // A weaker method than the user's strongest is no confirmation.
+            ("password, totp on", Some(&totp), &[Password], ask_totp.clone()),
+            ("code, has a password", Some(&pwd), &[EmailCode], Next::Ask(vec![Password])),
+            ("user gone", None, &[], Next::Over(Why::UserGone)),
+        ];
+        for level in [One, Two] {
+            for (name, enrolled, passed, want) in &table {
+                let mut a = attempt(reauth(), level, passed);
+                a.user_id = Some("u".into());
+                a.requirement.fresh = true;
+                assert_eq!(next(&a, *enrolled, S, NOW), *want, "{name}, {level:?}");
+            }
+        }
+        let mut tired = attempt(reauth(), One, &[]);
+        tired.failures = 5;
+        assert_eq!(next(&tired, Some(&pwd), S, NOW), Next::Over(Why::TooManyFailures));
+        assert_eq!(next(&tired, Some(&pwd), S, tired.expires_at), Next::Over(Why::Expired));
     }
 }

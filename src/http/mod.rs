@@ -12,6 +12,7 @@ mod extract;
 mod login;
 mod logout;
 mod password_reset;
+mod reauth;
 mod steps;
 mod token;
 pub mod two_factor;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route(paths::HEALTHZ, get(|| async { "ok" }))
         .route(paths::READYZ, get(discovery::readyz))
         .merge(two_factor::routes())
+        .merge(reauth::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

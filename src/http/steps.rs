@@ -57,6 +57,7 @@ impl Who {
             ip: &self.ip,
             browser_hash: &self.browser,
             locale: self.loc,
+            user_agent: self.user_agent.as_deref(),
         }
     }
 }
@@ -91,6 +92,8 @@ pub(super) async fn posted_attempt(
     let id = field(pairs, "attempt").unwrap_or("");
     engine::load(&app.db, id, browser, app.clock.now())
         .await?
+        // A re-authentication goes on only at /account/reauth, which checks its session.
+        .filter(|live| !matches!(live.attempt.purpose, Purpose::Reauth { .. }))
         .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, gone))
 }
 
@@ -184,7 +187,7 @@ pub(super) fn code_page(
             CodeFor::ResetPassword => Some(paths::PASSWORD_FORGOT),
             // A fresh login code also proves the mailbox, so it verifies a new account too.
             CodeFor::Login | CodeFor::VerifyEmail => Some(paths::LOGIN_CODE),
-            CodeFor::SecondFactor => None,
+            CodeFor::SecondFactor | CodeFor::Reauth => None,
         },
     };
     html(app, jar, StatusCode::OK, "code.html", &ctx)
@@ -239,6 +242,8 @@ pub(super) async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step
     let loc = who.loc;
     match step {
         Step::Finished(done) => complete_login(app, jar, who, done).await,
+        // Not reached: `posted_attempt` keeps re-authentications off the login routes.
+        Step::Reauthenticated { .. } => Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over")),
         Step::Over { why, request_id } => {
             let (status, message) = match why {
                 Why::Expired | Why::UserGone => (StatusCode::BAD_REQUEST, "login.attempt_over"),

@@ -1,6 +1,6 @@
 //! Login attempts: one row per login in progress, bound to a browser, updated race-safely.
 
-use super::{Db, Result, on_db};
+use super::{Db, Result, Tx, on_db, on_tx};
 
 /// One `login_attempts` row. The structured columns stay JSON text here; `auth::attempt`
 /// owns their shape, so the store needs no knowledge of methods or policies.
@@ -83,6 +83,16 @@ impl Db {
     pub async fn attempt_rekey(&self, old_hash: &str, new_hash: &str) -> Result<bool> {
         let n = on_db!(self, pool => sqlx::query("update login_attempts set attempt_hash = $2 where attempt_hash = $1")
             .bind(old_hash).bind(new_hash).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+}
+
+impl Tx {
+    /// As [`Db::attempt_finish`], inside the transaction that applies what the attempt proved
+    /// (a re-authentication's new session time).
+    pub async fn attempt_finish(&mut self, attempt_hash: &str, version: i64) -> Result<bool> {
+        let n = on_tx!(self, conn => sqlx::query("delete from login_attempts where attempt_hash = $1 and version = $2")
+            .bind(attempt_hash).bind(version).execute(conn).await?.rows_affected());
         Ok(n == 1)
     }
 }

@@ -18,10 +18,12 @@ pub enum EventKind {
     SecondFactorReset,
     SessionEnded,
     OtherSessionsEnded,
+    /// A signed-in user confirmed it was them before a sensitive action (issue 8 §4).
+    Reauthenticated,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Login,
         EventKind::PasswordChanged,
         EventKind::PasswordReset,
@@ -34,6 +36,7 @@ impl EventKind {
         EventKind::SecondFactorReset,
         EventKind::SessionEnded,
         EventKind::OtherSessionsEnded,
+        EventKind::Reauthenticated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl EventKind {
             EventKind::SecondFactorReset => "second_factor_reset",
             EventKind::SessionEnded => "session_ended",
             EventKind::OtherSessionsEnded => "other_sessions_ended",
+            EventKind::Reauthenticated => "reauthenticated",
         }
     }
 

@@ -118,6 +118,18 @@ impl Tx {
         )
     }
 
+    /// A re-authentication passed: the session's authentication time becomes `now`, only if
+    /// the session is still live and is `user_id`'s (false otherwise, and nothing changes).
+    /// This is the `auth_time` of ID tokens issued on it later: the user did authenticate
+    /// again (OIDC Core §2, "Time when the End-User authentication occurred"); `amr`/`acr`
+    /// stay those of the login, which the re-authentication does not weaken or replace.
+    pub async fn session_reauthenticated(&mut self, session_hash: &str, user_id: &str, now: i64) -> Result<bool> {
+        let n = on_tx!(self, conn => sqlx::query(
+            "update login_sessions set auth_time = $3 where session_hash = $1 and user_id = $2 and expires_at > $3")
+            .bind(session_hash).bind(user_id).bind(now).execute(conn).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     /// Ends one session, only if it belongs to `user_id`: returns false otherwise.
     pub async fn session_end_for_user(&mut self, user_id: &str, session_hash: &str) -> Result<bool> {
         let n = on_tx!(self, conn => sqlx::query("delete from login_sessions where user_id = $1 and session_hash = $2")

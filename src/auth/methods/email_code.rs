@@ -14,6 +14,9 @@ pub struct EmailCode;
 
 /// Which code this step needs: the attempt's own state decides, never a form field.
 pub fn code_for(a: &Attempt) -> CodeFor {
+    if let Purpose::Reauth { .. } = a.purpose {
+        return CodeFor::Reauth;
+    }
     if !a.factors.is_empty() {
         return CodeFor::SecondFactor;
     }
@@ -24,6 +27,7 @@ pub fn code_for(a: &Attempt) -> CodeFor {
         Purpose::Login => CodeFor::Login,
         Purpose::Signup => CodeFor::VerifyEmail,
         Purpose::Reset { .. } => CodeFor::ResetPassword,
+        Purpose::Reauth { .. } => CodeFor::Reauth,
     }
 }
 
@@ -35,6 +39,7 @@ impl CodeFor {
             CodeFor::VerifyEmail => email_otp::VERIFY_EMAIL,
             CodeFor::ResetPassword => email_otp::RESET_PASSWORD,
             CodeFor::SecondFactor => email_otp::SECOND_FACTOR,
+            CodeFor::Reauth => email_otp::REAUTH,
         }
     }
 }
@@ -109,6 +114,14 @@ impl AuthMethod for EmailCode {
                 .await;
                 return Ok(Begun::Sent { mail_failed: !delivered });
             }
+            // Typed on the page of the signed-in browser that asked: no link, so the mail
+            // cannot be a way to confirm from anywhere else. The user is known, so a failed
+            // send may be said.
+            (CodeFor::Reauth, Some(u)) => {
+                let loc = u.locale.as_deref().unwrap_or(c.locale);
+                let delivered = notify::send(d.pages, d.mailer, d.issuer, Kind::ReauthCode, &u.email, loc, code, None).await;
+                return Ok(Begun::Sent { mail_failed: !delivered });
+            }
             (CodeFor::Login, Some(u)) => {
                 let loc = u.locale.as_deref().unwrap_or(c.locale);
                 notify::send_later(d.pages, d.mailer, d.issuer, Kind::LoginCode, &u.email, loc, code, Some(&link));
@@ -157,8 +170,9 @@ impl AuthMethod for EmailCode {
         if a.user_id.as_ref().is_some_and(|u| *u != user_id) {
             return Ok(Verdict::Wrong("code.wrong"));
         }
-        // A second-factor code is good only in the attempt, so the browser, that passed the first.
-        if code_for == CodeFor::SecondFactor && otp.attempt_hash.as_deref() != Some(a.attempt_hash.as_str()) {
+        // A second-factor or re-authentication code is good only in its own attempt, so the
+        // browser (and for a re-authentication, the session) that asked for it.
+        if matches!(code_for, CodeFor::SecondFactor | CodeFor::Reauth) && otp.attempt_hash.as_deref() != Some(a.attempt_hash.as_str()) {
             return Ok(Verdict::Wrong("code.expired"));
         }
         // A reset proves the mailbox once its new password is saved (`engine::new_password`).

@@ -58,6 +58,8 @@ pub struct Caller<'a> {
     pub ip: &'a str,
     pub browser_hash: &'a str,
     pub locale: &'a str,
+    /// For the security events the engine records (a re-authentication's).
+    pub user_agent: Option<&'a str>,
 }
 
 /// What starting a method did.
