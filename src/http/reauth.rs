@@ -69,12 +69,12 @@ async fn start(app: &AppState, ip: ClientIp, q: Option<String>, headers: &Header
     // The account pages' language: the browser's.
     let loc = locale(headers, None);
     let now = app.clock.now();
-    let purpose = Purpose::Reauth {
-        session_hash: hash,
-        back,
-    };
+    let purpose = Purpose::Reauth { session_hash: hash, back };
     // `fresh`: the factor must be passed in this attempt, whatever the session already holds.
-    let requirement = Requirement { fresh: true, ..Requirement::ONE };
+    let requirement = Requirement {
+        fresh: true,
+        ..Requirement::ONE
+    };
     let mut live = engine::begin_attempt(purpose, None, requirement, &user.email, &browser, now);
     // The user is the session's, never a form's.
     live.attempt.user_id = Some(user.user_id.clone());
@@ -163,7 +163,16 @@ fn back_of(live: &Live) -> Action {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn page(app: &AppState, jar: CookieJar, status: StatusCode, who: &Who, live: &Live, ask: &'static str, error: Option<&str>, mail_failed: bool) -> Result<Response, PageError> {
+fn page(
+    app: &AppState,
+    jar: CookieJar,
+    status: StatusCode,
+    who: &Who,
+    live: &Live,
+    ask: &'static str,
+    error: Option<&str>,
+    mail_failed: bool,
+) -> Result<Response, PageError> {
     let (jar, csrf) = csrf_token(app, jar);
     let back = back_of(live);
     let ctx = ReauthPage {

@@ -79,10 +79,7 @@ fn other_session(page: &Page) -> String {
 /// The re-authentication page a refused action leads to (followed from its 303).
 async fn reauth_page(b: &Browser, refused: &Page, then: &str) -> Page {
     assert_eq!(refused.status, StatusCode::SEE_OTHER, "{}", refused.body);
-    assert_eq!(
-        refused.location.as_deref(),
-        Some(format!("/account/reauth?then={then}").as_str())
-    );
+    assert_eq!(refused.location.as_deref(), Some(format!("/account/reauth?then={then}").as_str()));
     let page = b.get(refused.location.as_deref().unwrap()).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("id=\"reauth-reason\""), "{}", page.body);
@@ -102,7 +99,13 @@ async fn confirm(b: &Browser, page: &Page, method: &str, value: &str) -> Page {
 }
 
 async fn auth_time(h: &TestServer, session_hash: &str) -> i64 {
-    h.state.db.session_get(session_hash, h.clock.now()).await.unwrap().unwrap().auth_time
+    h.state
+        .db
+        .session_get(session_hash, h.clock.now())
+        .await
+        .unwrap()
+        .unwrap()
+        .auth_time
 }
 
 fn session_hash_of(h: &TestServer, b: &Browser) -> String {
@@ -119,7 +122,7 @@ async fn password_user_confirms_then_each_action_works(h: &TestServer) {
     let hash = session_hash_of(h, &a);
     let other = other_session(&a.get("/account").await);
     // The password last: changing it ends the other sessions.
-    let actions: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    let actions = [
         ("/account/sessions/end", vec![("session", other.as_str())], "session"),
         ("/account/sessions/end-others", vec![], "sessions"),
         ("/account/email", vec![("email", "new@example.test")], "email"),
@@ -164,7 +167,12 @@ async fn password_user_confirms_then_each_action_works(h: &TestServer) {
     let logins = events.iter().filter(|e| e.kind == EventKind::Login).count();
     assert_eq!(logins, 3, "a re-authentication is not a login");
     // Shown on the account page, in both languages.
-    assert!(a.get("/account").await.body.contains("Confirmed it was me before a sensitive change"));
+    assert!(
+        a.get("/account")
+            .await
+            .body
+            .contains("Confirmed it was me before a sensitive change")
+    );
     let fr = a.get_with("/account", &[("accept-language", "fr")]).await;
     assert!(fr.body.contains("Identité confirmée avant une modification sensible"));
 }
@@ -177,9 +185,7 @@ async fn enrol(h: &TestServer, b: &Browser) -> (totp_rs::Totp, Vec<String>) {
     let start = at + page.body[at..].find('>').unwrap() + 1;
     let uri = html_unescape(&page.body[start..start + page.body[start..].find('<').unwrap()]);
     let t = totp_rs::Totp::from_url(&uri).unwrap();
-    let done = b
-        .submit(&page, &[("code", &t.generate(h.clock.now() as u64).to_string())])
-        .await;
+    let done = b.submit(&page, &[("code", &t.generate(h.clock.now() as u64).to_string())]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
     let at = done.body.find("id=\"backup-codes\"").unwrap();
     let list = &done.body[at..at + done.body[at..].find("</ul>").unwrap()];
@@ -239,6 +245,30 @@ async fn totp_user_confirms_with_totp_or_a_backup_code(h: &TestServer) {
         .collect();
     assert!(details.contains(&"otp disable_totp".to_owned()), "{details:?}");
     assert!(details.contains(&"otp regenerate_backup_codes".to_owned()), "{details:?}");
+}
+
+/// Wrong TOTP codes count as at login: the fifth ends the confirmation and locks the second
+/// factor (its owner is told), so a right code right after is refused too; nothing changes.
+async fn five_wrong_totp_codes_lock(h: &TestServer) {
+    let user_id = h.user(EMAIL, PW).await;
+    let b = log_in(h, EMAIL, PW).await;
+    let (t, _) = enrol(h, &b).await;
+    h.clock.advance(STALE);
+    let mut page = b.get("/account/reauth?then=disable_totp").await;
+    assert!(page.body.contains("id=\"reauth-totp\""), "{}", page.body);
+    for i in 1..=4 {
+        page = confirm(&b, &page, "totp", "000000").await;
+        assert_eq!(page.status, StatusCode::OK, "try {i}: {}", page.body);
+    }
+    let fifth = confirm(&b, &page, "totp", "000000").await;
+    assert_eq!(fifth.status, StatusCode::TOO_MANY_REQUESTS, "{}", fifth.body);
+    assert!(h.mail.to(EMAIL).iter().any(|m| m.subject.contains("paused")), "the owner is told");
+    let page = b.get("/account/reauth?then=disable_totp").await;
+    let code = t.generate(h.clock.now() as u64).to_string();
+    let refused = confirm(&b, &page, "totp", &code).await;
+    assert_eq!(refused.status, StatusCode::OK, "{}", refused.body);
+    assert!(refused.body.contains("role=\"alert\""));
+    assert!(h.state.db.totp_get(&user_id).await.unwrap().unwrap().enabled, "still on");
 }
 
 /// Without TOTP or a password, the confirmation is a code mailed to the account's address,
@@ -356,6 +386,7 @@ async fn then_never_leaves_the_account_pages(h: &TestServer) {
 e2e!(
     password_user_confirms_then_each_action_works,
     totp_user_confirms_with_totp_or_a_backup_code,
+    five_wrong_totp_codes_lock,
     passwordless_user_gets_an_emailed_code,
     wrong_passwords_count_toward_the_lock,
     an_attempt_is_bound_to_its_browser_and_session,
