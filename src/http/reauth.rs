@@ -222,11 +222,9 @@ async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step) -> Result
             message,
             retry_after,
         } => {
-            let ask = match live.attempt.pending {
-                Some(_) => "code",
-                None if message.starts_with("login.") => "password",
-                None => "totp",
-            };
+            // Only the password gate and the code limits refuse before a method runs (TOTP
+            // counts its lock inside the check), so the message says which form this was.
+            let ask = if message.starts_with("login.") { "password" } else { "code" };
             let mut resp = page(app, jar, StatusCode::TOO_MANY_REQUESTS, who, &live, ask, Some(message), false)?;
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
