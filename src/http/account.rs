@@ -3,9 +3,8 @@
 //! every post is CSRF-checked, and the sensitive ones need a recent authentication.
 
 use axum::body::Body;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::Cookie;
@@ -23,7 +22,7 @@ use crate::device;
 use crate::notify::{self, Kind};
 use crate::paths;
 use crate::secret::ct_eq;
-use crate::store::{Event, EventKind, LoginSession, NewEvent, OtpCheck, SessionInfo, SessionMeta, StoreError, User, normalize_email};
+use crate::store::{Event, EventKind, LoginSession, NewEvent, OtpCheck, SessionInfo, StoreError, User, normalize_email};
 
 /// How many security events the page lists.
 const EVENTS_SHOWN: i64 = 20;
@@ -33,31 +32,6 @@ const EVENTS_SHOWN: i64 = 20;
 /// before sensitive account changes). The same rule as `totp::recent_enough`.
 fn needs_reauth(auth_time: i64, now: i64, reauth_after: i64) -> bool {
     now.saturating_sub(auth_time) > reauth_after
-}
-
-tokio::task_local! {
-    /// The request's user agent and client address, for a session created while serving it.
-    static META: SessionMeta;
-}
-
-/// Keeps the request's user agent and client address for `session_meta`: every login path
-/// ends in the one session-creation helper, which then records where the session was opened
-/// without each handler passing it along.
-pub async fn remember_meta(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let ip = <ClientIp as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &app)
-        .await
-        .ok();
-    let meta = SessionMeta {
-        user_agent: user_agent(&parts.headers),
-        ip: ip.map(|ip| ip.to_string()),
-    };
-    META.scope(meta, next.run(Request::from_parts(parts, body))).await
-}
-
-/// Where the current request comes from (empty outside a request).
-pub fn session_meta() -> SessionMeta {
-    META.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// As sent; stored bounded and never shown (the page shows `device::parse`'s labels).
