@@ -629,19 +629,37 @@ pub(super) async fn own_session(app: &AppState, user_id: &str, presented: &str, 
 /// Ends one of the user's sessions and records it, in one transaction. False: it was gone.
 pub(super) async fn end_session(
     app: &AppState,
-    user_id: &str,
+    user: &User,
     session_hash: &str,
     event: &NewEvent<'_>,
+    mail_loc: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = app.db.begin().await?;
-    if !tx.session_end_for_user(user_id, session_hash).await? {
+    if !tx.session_end_for_user(&user.user_id, session_hash).await? {
         tx.rollback().await?;
         return Ok(false);
     }
-    tx.event_record(user_id, EventKind::SessionEnded, event, now).await?;
+    tx.event_record(&user.user_id, EventKind::SessionEnded, event, now).await?;
     tx.commit().await?;
+    sessions_ended_notice(app, user, mail_loc);
     Ok(true)
+}
+
+/// Issue 8 §4: ending sessions is a sensitive action, and the owner hears of it, so a thief
+/// who logs the owner out everywhere does not do it unseen.
+fn sessions_ended_notice(app: &AppState, user: &User, mail_loc: &str) {
+    let link = format!("{}{}", app.config.issuer, paths::ACCOUNT);
+    notify::send_later(
+        &app.pages,
+        &app.mailer,
+        &app.config.issuer,
+        Kind::SessionsEnded,
+        &user.email,
+        mail_loc,
+        None,
+        Some(&link),
+    );
 }
 
 /// POST /account/sessions/end: "log out this one", by the handle the page showed.
@@ -659,7 +677,7 @@ async fn session_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, ja
     let presented = field(&p.pairs, "session").unwrap_or("");
     let target = own_session(app, &user.user_id, presented, now).await?.ok_or_else(unknown)?;
     let (client_ip, ua) = (ip.to_string(), user_agent(headers));
-    if !end_session(app, &user.user_id, &target.session_hash, &event(&client_ip, ua.as_deref()), now).await? {
+    if !end_session(app, user, &target.session_hash, &event(&client_ip, ua.as_deref()), &p.mail_loc, now).await? {
         return Err(unknown());
     }
     tracing::info!(user_id = %user.user_id, "session ended from the account page");
@@ -690,6 +708,9 @@ async fn sessions_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, j
     tx.event_record(&user.user_id, EventKind::OtherSessionsEnded, &event(&client_ip, ua.as_deref()), now)
         .await?;
     tx.commit().await?;
+    if ended > 0 {
+        sessions_ended_notice(app, user, &p.mail_loc);
+    }
     tracing::info!(user_id = %user.user_id, sessions_ended = ended, "other sessions ended from the account page");
     Ok(done("others"))
 }
