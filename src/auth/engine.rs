@@ -674,4 +674,28 @@ mod tests {
         assert!(!in_order::<Password>(&second), "the same knowledge twice");
         assert!(in_order::<EmailCode>(&second));
     }
+
+    /// A re-authentication's user is known before any factor: TOTP and backup codes may open
+    /// it (a login's cannot), and nothing is taken twice.
+    #[test]
+    fn reauth_opens_with_a_second_factor() {
+        use crate::auth::attempt::Action;
+        use crate::auth::methods::backup_code::BackupCode;
+        use crate::auth::methods::totp::Totp;
+        let login = begin_attempt(Purpose::Login, None, Requirement::ONE, "a@x.test", "b", 0).attempt;
+        assert!(!in_order::<Totp>(&login), "not as a login's first factor");
+        let purpose = Purpose::Reauth {
+            session_hash: "s".into(),
+            back: Action::Password,
+        };
+        let mut reauth = begin_attempt(purpose, None, Requirement::ONE, "a@x.test", "b", 0).attempt;
+        reauth.user_id = Some("u".into());
+        assert!(is_reauth(&reauth));
+        assert!(in_order::<Totp>(&reauth) && in_order::<BackupCode>(&reauth) && in_order::<Password>(&reauth));
+        reauth.factors.push(Factor {
+            method: Method::Totp,
+            at: 0,
+        });
+        assert!(!in_order::<Totp>(&reauth), "the same factor twice");
+    }
 }
