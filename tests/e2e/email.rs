@@ -296,7 +296,7 @@ async fn two_factors_when_the_client_asks(h: &TestServer) {
     let claims = rp.id_claims(&tokens, &start.nonce);
     assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:clef:acr:2fa");
     let amr: Vec<&str> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
-    assert_eq!(amr, ["pwd", "otp"]);
+    assert_eq!(amr, ["pwd", "otp", "mfa"]);
 }
 
 async fn mail_speaks_french_when_asked(h: &TestServer) {

@@ -98,7 +98,7 @@ async fn reset_at_a_2fa_client_asks_for_the_second_factor(h: &TestServer) {
     assert_eq!(claims.subject().as_str(), sub);
     assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:clef:acr:2fa");
     let amr: Vec<&str> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
-    assert_eq!(amr, ["otp", "pwd"]);
+    assert_eq!(amr, ["otp", "pwd", "mfa"]);
     // The session's start is on the account's record, with where it came from.
     let events = h.state.db.events_recent(&sub, 10).await.unwrap();
     let login = events.iter().find(|e| e.kind == EventKind::Login).expect("a login event");
@@ -183,7 +183,7 @@ async fn magic_link_at_a_2fa_client_asks_for_the_password(h: &TestServer) {
         .iter()
         .map(|a| a.as_str().to_owned())
         .collect();
-    assert_eq!(amr, ["otp", "pwd"]);
+    assert_eq!(amr, ["otp", "pwd", "mfa"]);
 }
 
 /// TOTP on, as the account page would leave it: a secret and eight backup codes.
@@ -226,7 +226,7 @@ async fn totp_follows_any_first_factor(h: &TestServer) {
     let claims = rp.id_claims(&tokens, &start.nonce);
     assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:clef:acr:2fa");
     let amr: Vec<&str> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
-    assert_eq!(amr, ["pwd", "otp"]);
+    assert_eq!(amr, ["pwd", "otp", "mfa"]);
 
     // An emailed code is no way around it; the step already used is refused, a backup code works.
     let c = h.browser();
