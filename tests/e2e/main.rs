@@ -23,3 +23,4 @@ mod server;
 mod token_errors;
 mod tokens;
 mod two_factor;
+mod login_totp;
