@@ -345,6 +345,9 @@ mod tests {
         );
         assert_eq!(next(&attempt(LOGIN, One, &[Password]), Some(&pwd), s, NOW), done(&["pwd"], ACR_1FA));
         let with_totp = attempt(LOGIN, Two, &[Password, Totp]);
-        assert_eq!(next(&with_totp, Some(&user(true, true)), s, NOW), done(&["pwd", "otp", "mfa"], ACR_2FA));
+        assert_eq!(
+            next(&with_totp, Some(&user(true, true)), s, NOW),
+            done(&["pwd", "otp", "mfa"], ACR_2FA)
+        );
     }
 }

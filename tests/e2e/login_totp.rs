@@ -52,7 +52,7 @@ async fn enrol_through_the_pages(h: &TestServer, email: &str) -> (totp_rs::Totp,
     let status = b.get("/account/two-factor").await;
     assert!(status.body.contains("data-state=\"off\""), "{}", status.body);
     let page = b.submit(&status, &[]).await;
-    let totp = totp_rs::Totp::from_url(&by_id(&page, "otpauth-uri")).unwrap();
+    let totp = totp_rs::Totp::from_url(by_id(&page, "otpauth-uri")).unwrap();
     let code = totp.generate(h.clock.now() as u64).to_string();
     let done = b.submit(&page, &[("code", &code)]).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
@@ -155,9 +155,7 @@ async fn enrolled_user_logs_in_with_totp(h: &TestServer) {
     assert!(c.cookie(&h.issuer, "clef_session").is_none());
 
     // A backup code instead: it works once...
-    post_backup(&c, &replay, &backup[0])
-        .await
-        .assert_redirect_to("/authorize/resume");
+    post_backup(&c, &replay, &backup[0]).await.assert_redirect_to("/authorize/resume");
     assert!(c.cookie(&h.issuer, "clef_session").is_some());
     // ...and not twice.
     let d = h.browser();
@@ -253,7 +251,10 @@ async fn parallel_wrong_codes_never_count_more_than_five(h: &TestServer) {
             );
             assert!(!limited || (p.status == StatusCode::TOO_MANY_REQUESTS && p.headers.contains_key("retry-after")));
         }
-        assert!(wrong + locks <= 4, "round {round}: {wrong} wrong, {locks} locked: more than four through");
+        assert!(
+            wrong + locks <= 4,
+            "round {round}: {wrong} wrong, {locks} locked: more than four through"
+        );
         wrong_total += wrong;
         if burst.iter().any(|p| p.body.contains(LOCKED)) {
             locked = true;
@@ -268,7 +269,10 @@ async fn parallel_wrong_codes_never_count_more_than_five(h: &TestServer) {
     assert_eq!(locks.iter().filter(|e| e.kind == EventKind::SecondFactorLocked).count(), 1);
     let lock_mails = h.mail.to("para@example.test");
     assert_eq!(
-        lock_mails.iter().filter(|m| m.subject == "Two-factor login paused on your account").count(),
+        lock_mails
+            .iter()
+            .filter(|m| m.subject == "Two-factor login paused on your account")
+            .count(),
         1
     );
 }
@@ -284,7 +288,10 @@ async fn four_tries_a_minute_then_429(h: &TestServer) {
     for _ in 0..3 {
         assert!(b.submit(&step, &[("code", "000000")]).await.body.contains(WRONG));
     }
-    assert!(post_backup(&b, &step, "zzzzz-zzzzz").await.body.contains(WRONG), "backup codes share the count");
+    assert!(
+        post_backup(&b, &step, "zzzzz-zzzzz").await.body.contains(WRONG),
+        "backup codes share the count"
+    );
     let fifth = b.submit(&step, &[("code", &code_now(h, &totp))]).await;
     assert_eq!(fifth.status, StatusCode::TOO_MANY_REQUESTS, "{}", fifth.body);
     let retry: i64 = fifth.headers["retry-after"].to_str().unwrap().parse().unwrap();
@@ -375,7 +382,11 @@ async fn offer_after_a_mailed_second_factor(h: &TestServer) {
     let code = h.mail.last_to("offer@example.test").six_digit_code();
     let offer = b.submit(&step, &[("code", &code)]).await;
     assert_eq!(offer.status, StatusCode::OK, "{}", offer.body);
-    assert!(offer.body.contains("Protect your account with an authenticator app"), "{}", offer.body);
+    assert!(
+        offer.body.contains("Protect your account with an authenticator app"),
+        "{}",
+        offer.body
+    );
     assert!(b.cookie(&h.issuer, "clef_session").is_some(), "the login is done");
     assert!(!offer.body.contains("<script"), "no JavaScript");
     let links = offer.button_links();

@@ -14,6 +14,7 @@ mod harness;
 mod journeys;
 mod language;
 mod login_page;
+mod login_totp;
 mod two_factor;
 
 use clef::admin::{ClientSpec, CreatedClient};
