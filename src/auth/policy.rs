@@ -105,7 +105,8 @@ pub fn next(a: &Attempt, enrolled: Option<&Enrolled>, s: Settings, now: i64) -> 
             Next::Ask(further)
         };
     }
-    let by_mail_second = a.factors.len() >= 2 && a.passed(Method::EmailCode);
+    // Only at the end of a login: a reset or a sign-up ends on its own confirmation page.
+    let by_mail_second = a.purpose == Purpose::Login && a.factors.len() >= 2 && a.passed(Method::EmailCode);
     Next::Done {
         amr: amr(&a.factors),
         acr: acr(&a.factors),
@@ -344,6 +345,11 @@ mod tests {
             "not before enrolment exists"
         );
         assert_eq!(next(&attempt(LOGIN, One, &[Password]), Some(&pwd), s, NOW), done(&["pwd"], ACR_1FA));
+        assert_eq!(
+            next(&attempt(RESET, Two, &[EmailCode, Password]), Some(&pwd), s, NOW),
+            done(&["otp", "pwd", "mfa"], ACR_2FA),
+            "a reset ends on its own page"
+        );
         let with_totp = attempt(LOGIN, Two, &[Password, Totp]);
         assert_eq!(
             next(&with_totp, Some(&user(true, true)), s, NOW),
