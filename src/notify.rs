@@ -30,6 +30,8 @@ pub enum Kind {
     EmailChanged,
     /// To an address's owner, when another account asked to move to it.
     EmailInUse,
+    /// Sessions of the account were logged out from the account page or API.
+    SessionsEnded,
 }
 
 impl Kind {
@@ -52,6 +54,7 @@ impl Kind {
             Kind::ChangeEmailCode => "mail.change_email_code",
             Kind::EmailChanged => "mail.email_changed",
             Kind::EmailInUse => "mail.email_in_use",
+            Kind::SessionsEnded => "mail.sessions_ended",
         }
     }
     fn link_label(self) -> &'static str {
@@ -62,7 +65,7 @@ impl Kind {
             Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => {
                 "mail.two_factor_link_label"
             }
-            Kind::EmailChanged | Kind::EmailInUse => "mail.login_link_label",
+            Kind::EmailChanged | Kind::EmailInUse | Kind::SessionsEnded => "mail.login_link_label",
             // Sent without a link: the code is typed on the account page of the browser that asked.
             Kind::ChangeEmailCode => "mail.link_label",
         }
@@ -79,6 +82,7 @@ impl Kind {
             Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => "mail.button.account",
             Kind::EmailChanged | Kind::EmailInUse => "mail.button.sign_in",
             Kind::ChangeEmailCode => "mail.button.verify",
+            Kind::SessionsEnded => "mail.button.account",
         }
     }
 }

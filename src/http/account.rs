@@ -3,9 +3,8 @@
 //! every post is CSRF-checked, and the sensitive ones need a recent authentication.
 
 use axum::body::Body;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::Cookie;
@@ -23,7 +22,7 @@ use crate::device;
 use crate::notify::{self, Kind};
 use crate::paths;
 use crate::secret::ct_eq;
-use crate::store::{Event, EventKind, LoginSession, NewEvent, OtpCheck, SessionInfo, SessionMeta, StoreError, User, normalize_email};
+use crate::store::{Event, EventKind, LoginSession, NewEvent, OtpCheck, SessionInfo, StoreError, User, normalize_email};
 
 /// How many security events the page lists.
 const EVENTS_SHOWN: i64 = 20;
@@ -33,31 +32,6 @@ const EVENTS_SHOWN: i64 = 20;
 /// before sensitive account changes). The same rule as `totp::recent_enough`.
 fn needs_reauth(auth_time: i64, now: i64, reauth_after: i64) -> bool {
     now.saturating_sub(auth_time) > reauth_after
-}
-
-tokio::task_local! {
-    /// The request's user agent and client address, for a session created while serving it.
-    static META: SessionMeta;
-}
-
-/// Keeps the request's user agent and client address for `session_meta`: every login path
-/// ends in the one session-creation helper, which then records where the session was opened
-/// without each handler passing it along.
-pub async fn remember_meta(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let ip = <ClientIp as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &app)
-        .await
-        .ok();
-    let meta = SessionMeta {
-        user_agent: user_agent(&parts.headers),
-        ip: ip.map(|ip| ip.to_string()),
-    };
-    META.scope(meta, next.run(Request::from_parts(parts, body))).await
-}
-
-/// Where the current request comes from (empty outside a request).
-pub fn session_meta() -> SessionMeta {
-    META.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// As sent; stored bounded and never shown (the page shows `device::parse`'s labels).
@@ -655,19 +629,37 @@ pub(super) async fn own_session(app: &AppState, user_id: &str, presented: &str, 
 /// Ends one of the user's sessions and records it, in one transaction. False: it was gone.
 pub(super) async fn end_session(
     app: &AppState,
-    user_id: &str,
+    user: &User,
     session_hash: &str,
     event: &NewEvent<'_>,
+    mail_loc: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = app.db.begin().await?;
-    if !tx.session_end_for_user(user_id, session_hash).await? {
+    if !tx.session_end_for_user(&user.user_id, session_hash).await? {
         tx.rollback().await?;
         return Ok(false);
     }
-    tx.event_record(user_id, EventKind::SessionEnded, event, now).await?;
+    tx.event_record(&user.user_id, EventKind::SessionEnded, event, now).await?;
     tx.commit().await?;
+    sessions_ended_notice(app, user, mail_loc);
     Ok(true)
+}
+
+/// Issue 8 §4: ending sessions is a sensitive action, and the owner hears of it, so a thief
+/// who logs the owner out everywhere does not do it unseen.
+fn sessions_ended_notice(app: &AppState, user: &User, mail_loc: &str) {
+    let link = format!("{}{}", app.config.issuer, paths::ACCOUNT);
+    notify::send_later(
+        &app.pages,
+        &app.mailer,
+        &app.config.issuer,
+        Kind::SessionsEnded,
+        &user.email,
+        mail_loc,
+        None,
+        Some(&link),
+    );
 }
 
 /// POST /account/sessions/end: "log out this one", by the handle the page showed.
@@ -685,7 +677,7 @@ async fn session_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, ja
     let presented = field(&p.pairs, "session").unwrap_or("");
     let target = own_session(app, &user.user_id, presented, now).await?.ok_or_else(unknown)?;
     let (client_ip, ua) = (ip.to_string(), user_agent(headers));
-    if !end_session(app, &user.user_id, &target.session_hash, &event(&client_ip, ua.as_deref()), now).await? {
+    if !end_session(app, user, &target.session_hash, &event(&client_ip, ua.as_deref()), &p.mail_loc, now).await? {
         return Err(unknown());
     }
     tracing::info!(user_id = %user.user_id, "session ended from the account page");
@@ -716,6 +708,9 @@ async fn sessions_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, j
     tx.event_record(&user.user_id, EventKind::OtherSessionsEnded, &event(&client_ip, ua.as_deref()), now)
         .await?;
     tx.commit().await?;
+    if ended > 0 {
+        sessions_ended_notice(app, user, &p.mail_loc);
+    }
     tracing::info!(user_id = %user.user_id, sessions_ended = ended, "other sessions ended from the account page");
     Ok(done("others"))
 }

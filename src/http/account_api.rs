@@ -344,7 +344,8 @@ async fn session_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, pr
         .map_err(|e| failed(e.into()))?
         .ok_or_else(not_found)?;
     let (ip, ua) = (ip.to_string(), user_agent(headers));
-    if !end_session(app, user_id, &target.session_hash, &event(&ip, ua.as_deref()), now)
+    let mail_loc = c.user.locale.clone().unwrap_or_else(|| locale(headers, None).to_owned());
+    if !end_session(app, &c.user, &target.session_hash, &event(&ip, ua.as_deref()), &mail_loc, now)
         .await
         .map_err(|e| failed(e.into()))?
     {

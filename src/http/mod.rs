@@ -73,7 +73,6 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             extract::refuse_control_in_query,
         ))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), account::remember_meta))
         .layer(axum::middleware::map_response(close_after_refused_body));
     // Only an http issuer behind trusted proxies can learn from a header that the browser
     // used https; otherwise the layer would do nothing on every request.

@@ -18,7 +18,7 @@ use crate::auth::methods::{Caller, Deps};
 use crate::auth::policy::{Next, Why};
 use crate::paths;
 use crate::secret::{random_token, sha256_b64};
-use crate::store::{EventKind, LoginSession, NewEvent};
+use crate::store::{EventKind, LoginSession, NewEvent, SessionMeta};
 
 pub(super) fn deps(app: &AppState) -> Deps<'_> {
     Deps {
@@ -305,8 +305,11 @@ async fn start_session(app: &AppState, jar: CookieJar, who: &Who, done: &Authent
         acr: done.acr.to_owned(),
         expires_at: now + app.config.session_ttl,
     };
-    // The device and address come from the account layer's request scope, as for every session.
-    app.db.session_create(&session, &super::account::session_meta(), now).await?;
+    let meta = SessionMeta {
+        user_agent: who.user_agent.clone(),
+        ip: Some(who.ip.clone()),
+    };
+    app.db.session_create(&session, &meta, now).await?;
     let event = NewEvent {
         ip: Some(&who.ip),
         user_agent: who.user_agent.as_deref(),

@@ -341,6 +341,15 @@ async fn log_out_one_then_everywhere_else(h: &TestServer) {
     let r = post(&a, "/account/sessions/end", &[("session", &own)]).await;
     assert_eq!(r.location.as_deref(), Some("/account"));
     assert!(!signed_in(&account(&a).await));
+    // Each of the three log-outs told the owner (issue 8 §4: every sensitive action mails a notice).
+    h.state.mailer.settled().await;
+    let notices = h
+        .mail
+        .to("many@example.test")
+        .iter()
+        .filter(|m| m.subject == "Sessions of your account were logged out")
+        .count();
+    assert_eq!(notices, 3);
 }
 
 /// A handle from another user's page, a made-up one or a stored session hash ends nothing.
