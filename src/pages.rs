@@ -29,6 +29,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("password.html", include_str!("../templates/pages/password.html")),
     ("login_totp.html", include_str!("../templates/pages/login_totp.html")),
+    ("offer_totp.html", include_str!("../templates/pages/offer_totp.html")),
     ("email/message.txt", include_str!("../templates/email/message.txt")),
     ("email/message.html", include_str!("../templates/email/message.html")),
     ("two_factor.html", include_str!("../templates/pages/two_factor.html")),
@@ -125,7 +126,7 @@ mod tests {
                     "disable_action": "/d", "regenerate_action": "/r", "account_url": "/account", "qr_svg": "<svg></svg>",
                     "otpauth_uri": "otpauth://totp/clef:a?secret=A&issuer=clef", "secret_grouped": "ABCD EFGH",
                     "codes": ["abcde-fghjk"], "download_href": "data:text/plain,x", "download_name": "backup-codes.txt",
-                    "totp_action": "/login/totp", "backup_action": "/login/backup-code",
+                    "totp_action": "/login/totp", "backup_action": "/login/backup-code", "setup_url": "/account/two-factor",
                     "reason": "reauth.reason.disable_totp", "ask": "code", "password_action": "/p", "code_action": "/c", "cancel_url": "/account",
                 });
                 let mut ctx = ctx;

@@ -21,9 +21,9 @@ const MAX_ID: usize = 64;
 pub const SETTINGS: Settings = Settings {
     // Wrong second factors an attempt survives (the TOTP issue: the 5th ends it).
     max_failures: 5,
-    // Enrolment lives at /account/two-factor; this turns on once a finished login renders
-    // the offer (`Authenticated::offer`), which no page does yet.
-    totp_enrolment: false,
+    // Enrolment lives at /account/two-factor; a finished login shows the offer
+    // (`Authenticated::offer`) on its way back to the application (`http::steps`).
+    totp_enrolment: true,
 };
 
 /// The one place that says what a user can sign in with: the policy decides from this.
@@ -182,7 +182,8 @@ enum Hold {
 }
 
 /// The one place the limits run: before any hashing or code comparison.
-async fn gate(d: &Deps<'_>, c: Caller<'_>, limit: Limit, email: &str, now: i64) -> Result<Result<Hold, (&'static str, i64)>, AuthError> {
+async fn gate(d: &Deps<'_>, c: Caller<'_>, limit: Limit, a: &Attempt, now: i64) -> Result<Result<Hold, (&'static str, i64)>, AuthError> {
+    let email = a.claimed_email.as_deref().unwrap_or("");
     Ok(match limit {
         Limit::Password => match limits::password_gate(d.db, d.limits, email, c.ip, now).await? {
             Gate::Open(r) => Ok(Hold::Password(r)),
@@ -197,6 +198,13 @@ async fn gate(d: &Deps<'_>, c: Caller<'_>, limit: Limit, email: &str, now: i64) 
             CodeGate::Locked { retry_after } => Err(("limited.codes_locked", retry_after)),
         },
         Limit::None => Ok(Hold::Nothing),
+        Limit::SecondFactor => {
+            let user_id = a.user_id.as_deref().unwrap_or("");
+            match limits::second_factor(d.db, user_id, c.ip, now).await? {
+                Sends::Allowed => Ok(Hold::Nothing),
+                Sends::Limited { retry_after } => Err(("limited.too_many_tries", retry_after)),
+            }
+        }
     })
 }
 
@@ -336,7 +344,7 @@ pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, inpu
         return Ok(over(&live.attempt, Why::Expired));
     }
     let email = live.attempt.claimed_email.clone().unwrap_or_default();
-    let hold = match gate(d, c, M::LIMIT, &email, now).await? {
+    let hold = match gate(d, c, M::LIMIT, &live.attempt, now).await? {
         Ok(h) => h,
         Err((message, retry_after)) => {
             tracing::info!(client_ip = %c.ip, limit = message, method = M::NAME, "login refused before the method ran");
@@ -376,6 +384,14 @@ pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, inpu
             })
         }
         Verdict::Wrong(problem) => wrong(d, live, problem, M::METHOD, now).await,
+        Verdict::Locked => {
+            // The lock outlives this attempt; going on with it would only meet the lock again.
+            if live.attempt.version > 0 {
+                d.db.attempt_drop(&live.attempt.attempt_hash).await?;
+            }
+            tracing::info!(method = M::NAME, "second factor locked; login attempt over");
+            Ok(over(&live.attempt, Why::SecondFactorLocked))
+        }
     }
 }
 

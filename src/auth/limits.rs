@@ -286,6 +286,21 @@ fn has_room(row: Option<LimitRow>, cap: i64, window: i64, now: i64) -> bool {
     hits + inflight < cap
 }
 
+/// Second-factor tries (TOTP or backup code) a minute, per account and per (account, client
+/// address): seed 001. Under the five-wrong lock, so one minute never spends the whole lock.
+pub const SECOND_FACTOR_TRIES_PER_MINUTE: i64 = 4;
+
+/// One more second-factor try for `user_id` from `ip`, counted before the code is looked at.
+/// Keyed by the account the first factor proved, so a guesser on many addresses still gets
+/// four a minute in all.
+pub async fn second_factor(db: &Db, user_id: &str, ip: &str, now: i64) -> Result<Verdict, AuthError> {
+    let buckets = [
+        (bucket("2fa:user", user_id), SECOND_FACTOR_TRIES_PER_MINUTE),
+        (bucket("2fa:user-ip", &format!("{user_id}\0{ip}")), SECOND_FACTOR_TRIES_PER_MINUTE),
+    ];
+    hit(db, &buckets, MINUTE, now).await
+}
+
 /// After a password reset: the account's slate is clean.
 pub async fn password_cleared(db: &Db, email: &str) -> Result<(), AuthError> {
     db.limit_zero(&account_bucket(email)).await?;

@@ -15,7 +15,7 @@ pub mod totp;
 
 use serde::{Deserialize, Serialize};
 
-use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_OTP, AMR_PASSWORD};
+use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_MFA, AMR_OTP, AMR_PASSWORD};
 
 /// A way to prove a factor. The engine matches on it exhaustively, so a new variant makes the
 /// compiler list every place that must handle it.
@@ -65,13 +65,19 @@ pub struct Factor {
     pub at: i64,
 }
 
-/// The session's `amr`: each value once, in the order passed.
+/// The session's `amr`: each value once, in the order passed, then `mfa` when two kinds of
+/// proof passed (RFC 8176 §2). The one source of amr: the session, the codes, the ID token,
+/// the access token and introspection all copy it from here.
 pub fn amr(factors: &[Factor]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
     for f in factors {
         if !out.contains(&f.method.amr()) {
             out.push(f.method.amr());
         }
+    }
+    // The same rule as `acr`: `mfa` and the 2fa level always go together.
+    if kinds(factors) >= 2 {
+        out.push(AMR_MFA);
     }
     out
 }
@@ -133,10 +139,11 @@ mod tests {
             (vec![], vec![], ACR_1FA),
             (vec![Password], vec!["pwd"], ACR_1FA),
             (vec![EmailCode], vec!["otp"], ACR_1FA),
-            (vec![Password, EmailCode], vec!["pwd", "otp"], ACR_2FA),
-            (vec![EmailCode, Password], vec!["otp", "pwd"], ACR_2FA),
-            (vec![Password, Totp], vec!["pwd", "otp"], ACR_2FA),
-            (vec![EmailCode, BackupCode], vec!["otp"], ACR_2FA),
+            (vec![Password, EmailCode], vec!["pwd", "otp", "mfa"], ACR_2FA),
+            (vec![EmailCode, Password], vec!["otp", "pwd", "mfa"], ACR_2FA),
+            (vec![Password, Totp], vec!["pwd", "otp", "mfa"], ACR_2FA),
+            // Two kinds of proof, both `otp`: still multiple-factor.
+            (vec![EmailCode, BackupCode], vec!["otp", "mfa"], ACR_2FA),
             // The same mailbox twice is still one kind of proof.
             (vec![EmailCode, EmailCode], vec!["otp"], ACR_1FA),
             (vec![Totp, BackupCode], vec!["otp"], ACR_1FA),

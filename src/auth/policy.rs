@@ -55,6 +55,8 @@ pub enum Why {
     /// passwordless account without TOTP at a client that demands two): a dead end that must
     /// be said, not looped back to the login page.
     NoSecondFactor,
+    /// Five wrong TOTP or backup codes locked the account's second factor.
+    SecondFactorLocked,
 }
 
 /// First factors by purpose. A sign-up and a reset start by proving the mailbox.
@@ -120,7 +122,8 @@ pub fn next(a: &Attempt, enrolled: Option<&Enrolled>, s: Settings, now: i64) -> 
             Next::Ask(further)
         };
     }
-    let by_mail_second = a.factors.len() >= 2 && a.passed(Method::EmailCode);
+    // Only at the end of a login: a reset or a sign-up ends on its own confirmation page.
+    let by_mail_second = a.purpose == Purpose::Login && a.factors.len() >= 2 && a.passed(Method::EmailCode);
     Next::Done {
         amr: amr(&a.factors),
         acr: acr(&a.factors),
@@ -247,7 +250,7 @@ mod tests {
                 One,
                 Some(&totp),
                 &[Password, Totp],
-                done(&["pwd", "otp"], ACR_2FA),
+                done(&["pwd", "otp", "mfa"], ACR_2FA),
             ),
             (
                 "backup code passed",
@@ -255,7 +258,7 @@ mod tests {
                 Two,
                 Some(&totp),
                 &[EmailCode, BackupCode],
-                done(&["otp"], ACR_2FA),
+                done(&["otp", "mfa"], ACR_2FA),
             ),
             // Two factors required, no TOTP: the emailed code, as today.
             (
@@ -272,7 +275,7 @@ mod tests {
                 Two,
                 Some(&pwd),
                 &[Password, EmailCode],
-                done(&["pwd", "otp"], ACR_2FA),
+                done(&["pwd", "otp", "mfa"], ACR_2FA),
             ),
             // ...or the password after a code, a reset or a sign-up, not the login page again.
             ("2fa after code", LOGIN, Two, Some(&pwd), &[EmailCode], Next::Ask(vec![Password])),
@@ -291,7 +294,7 @@ mod tests {
                 Two,
                 Some(&pwd),
                 &[EmailCode, Password],
-                done(&["otp", "pwd"], ACR_2FA),
+                done(&["otp", "pwd", "mfa"], ACR_2FA),
             ),
             // The dead end, said instead of looped: nothing left for a second kind of proof.
             (
@@ -366,19 +369,27 @@ mod tests {
         let pwd = user(true, false);
         let two = attempt(LOGIN, Two, &[Password, EmailCode]);
         let offered = Next::Done {
-            amr: vec!["pwd", "otp"],
+            amr: vec!["pwd", "otp", "mfa"],
             acr: ACR_2FA,
             offer: Some(Totp),
         };
         assert_eq!(next(&two, Some(&pwd), s, NOW), offered);
         assert_eq!(
             next(&two, Some(&pwd), S, NOW),
-            done(&["pwd", "otp"], ACR_2FA),
+            done(&["pwd", "otp", "mfa"], ACR_2FA),
             "not before enrolment exists"
         );
         assert_eq!(next(&attempt(LOGIN, One, &[Password]), Some(&pwd), s, NOW), done(&["pwd"], ACR_1FA));
+        assert_eq!(
+            next(&attempt(RESET, Two, &[EmailCode, Password]), Some(&pwd), s, NOW),
+            done(&["otp", "pwd", "mfa"], ACR_2FA),
+            "a reset ends on its own page"
+        );
         let with_totp = attempt(LOGIN, Two, &[Password, Totp]);
-        assert_eq!(next(&with_totp, Some(&user(true, true)), s, NOW), done(&["pwd", "otp"], ACR_2FA));
+        assert_eq!(
+            next(&with_totp, Some(&user(true, true)), s, NOW),
+            done(&["pwd", "otp", "mfa"], ACR_2FA)
+        );
     }
 
     /// Rows for a re-authentication (issue 8 §4), in a table of their own: the user is known

@@ -222,9 +222,17 @@ async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step) -> Result
             message,
             retry_after,
         } => {
-            // Only the password gate and the code limits refuse before a method runs (TOTP
-            // counts its lock inside the check), so the message says which form this was.
-            let ask = if message.starts_with("login.") { "password" } else { "code" };
+            // The password gate's messages name the password form; the per-minute limits are
+            // shared by emailed codes and the second factor, so the account says which it was.
+            let ask = if message.starts_with("login.") {
+                "password"
+            } else {
+                let enrolled = match live.attempt.user_id.as_deref() {
+                    Some(u) => engine::enrolled(&app.db, u).await.map_err(PageError::internal)?,
+                    None => None,
+                };
+                if enrolled.is_some_and(|e| e.totp) { "totp" } else { "code" }
+            };
             let mut resp = page(app, jar, StatusCode::TOO_MANY_REQUESTS, who, &live, ask, Some(message), false)?;
             if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -234,6 +242,7 @@ async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step) -> Result
         Step::Over { why, .. } => {
             let (status, message) = match why {
                 Why::TooManyFailures => (StatusCode::TOO_MANY_REQUESTS, "login.too_many_failures"),
+                Why::SecondFactorLocked => (StatusCode::TOO_MANY_REQUESTS, "login.second_factor_locked"),
                 Why::Expired | Why::UserGone | Why::NoSecondFactor => (StatusCode::BAD_REQUEST, "login.attempt_over"),
             };
             Err(PageError::new(status, message))

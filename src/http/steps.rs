@@ -250,6 +250,7 @@ pub(super) async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step
                 Why::TooManyFailures => (StatusCode::TOO_MANY_REQUESTS, "login.too_many_failures"),
                 // Said, never looped back to the login page: nothing there would help.
                 Why::NoSecondFactor => (StatusCode::FORBIDDEN, "login.no_second_factor"),
+                Why::SecondFactorLocked => (StatusCode::TOO_MANY_REQUESTS, "login.second_factor_locked"),
             };
             Err(PageError::new(status, message).in_flow(request_id.as_deref()))
         }
@@ -342,6 +343,14 @@ struct DonePage<'a> {
     next_url: String,
 }
 
+/// The TOTP enrolment offered after a two-factor login made with the emailed code.
+#[derive(Serialize)]
+struct OfferPage<'a> {
+    locale: &'a str,
+    setup_url: &'a str,
+    next_url: String,
+}
+
 /// Ends a successful login: a new session, then back to the authorization request or the
 /// account page; after a verified sign-up or a new password, through a page saying so.
 async fn complete_login(app: &AppState, jar: CookieJar, who: &Who, done: Authenticated) -> Result<Response, PageError> {
@@ -354,6 +363,17 @@ async fn complete_login(app: &AppState, jar: CookieJar, who: &Who, done: Authent
         None => paths::ACCOUNT.to_owned(),
     };
     let Some(confirmed) = done.confirm else {
+        if done.offer == Some(Method::Totp) {
+            // After the session exists, so "Not now" is the same redirect a login without the
+            // offer would have sent.
+            let ctx = OfferPage {
+                locale: who.loc,
+                setup_url: paths::TWO_FACTOR,
+                next_url,
+            };
+            let page = app.pages.render("offer_totp.html", &ctx).map_err(PageError::internal)?;
+            return Ok((jar, no_store(Html(page).into_response())).into_response());
+        }
         return Ok((jar, no_store(Redirect::to(&next_url).into_response())).into_response());
     };
     let email = app.db.user_get(&done.user_id).await?.map(|u| u.email);

@@ -10,6 +10,8 @@ use crate::store::User;
 /// RFC 8176 method references recorded by login.
 pub const AMR_PASSWORD: &str = "pwd";
 pub const AMR_OTP: &str = "otp";
+/// RFC 8176 §2: "multiple-factor authentication", added when two kinds of proof passed.
+pub const AMR_MFA: &str = "mfa";
 
 /// Authentication context classes clef can assert.
 pub const ACR_1FA: &str = "urn:clef:acr:1fa";

@@ -291,12 +291,15 @@ async fn two_factors_when_the_client_asks(h: &TestServer) {
         step.body
     );
     let code = h.mail.last_to("two@example.test").six_digit_code();
-    let back = b.follow(b.submit(&step, &[("code", &code)]).await).await;
+    // Two factors by password and mail: the TOTP offer, then "Not now" goes on.
+    let offer = b.submit(&step, &[("code", &code)]).await;
+    assert!(offer.body.contains("id=\"offer-totp-later\""), "{}", offer.body);
+    let back = b.follow(b.get(&offer.button_links()[1]).await).await;
     let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
     let claims = rp.id_claims(&tokens, &start.nonce);
     assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:clef:acr:2fa");
     let amr: Vec<&str> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
-    assert_eq!(amr, ["pwd", "otp"]);
+    assert_eq!(amr, ["pwd", "otp", "mfa"]);
 }
 
 async fn mail_speaks_french_when_asked(h: &TestServer) {
@@ -434,7 +437,9 @@ async fn clients_can_demand_two_factors(h: &TestServer) {
         step.body
     );
     let code = h.mail.last_to("strict@example.test").six_digit_code();
-    let back = b.follow(b.submit(&step, &[("code", &code)]).await).await;
+    let offer = b.submit(&step, &[("code", &code)]).await;
+    assert!(offer.body.contains("id=\"offer-totp-later\""), "{}", offer.body);
+    let back = b.follow(b.get(&offer.button_links()[1]).await).await;
     let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
     assert_eq!(
         rp.id_claims(&tokens, &start.nonce).auth_context_ref().unwrap().as_str(),

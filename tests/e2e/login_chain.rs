@@ -98,7 +98,7 @@ async fn reset_at_a_2fa_client_asks_for_the_second_factor(h: &TestServer) {
     assert_eq!(claims.subject().as_str(), sub);
     assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:clef:acr:2fa");
     let amr: Vec<&str> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
-    assert_eq!(amr, ["otp", "pwd"]);
+    assert_eq!(amr, ["otp", "pwd", "mfa"]);
     // The session's start is on the account's record, with where it came from.
     let events = h.state.db.events_recent(&sub, 10).await.unwrap();
     let login = events.iter().find(|e| e.kind == EventKind::Login).expect("a login event");
@@ -113,10 +113,12 @@ async fn two_racing_submits_on_one_attempt_one_wins(h: &TestServer) {
     let b = h.browser();
     let step = at_password_step(h, &b, &rp.start(&[]).url, "race2@example.test").await;
     let (one, two) = tokio::join!(b.submit(&step, &[("password", PW)]), b.submit(&step, &[("password", PW)]));
-    let won: Vec<&Page> = [&one, &two].into_iter().filter(|p| p.status.is_redirection()).collect();
+    // The winner gets the session and the TOTP offer (mailbox and password, no TOTP).
+    let won: Vec<&Page> = [&one, &two].into_iter().filter(|p| p.status == 200).collect();
     assert_eq!(won.len(), 1, "{} / {}", one.status, two.status);
-    won[0].assert_redirect_to("/authorize/resume");
-    let lost = if one.status.is_redirection() { &two } else { &one };
+    assert!(won[0].body.contains("id=\"offer-totp-later\""), "{}", won[0].body);
+    assert!(won[0].button_links()[1].starts_with("/authorize/resume"));
+    let lost = if one.status == 200 { &two } else { &one };
     assert_eq!(lost.status, 400, "{}", lost.body);
     assert!(lost.body.contains("already finished"), "{}", lost.body);
 }
@@ -138,7 +140,8 @@ async fn an_attempt_from_another_browser_is_refused(h: &TestServer) {
     assert!(page.body.contains("has expired or was already finished"), "{}", page.body);
     assert!(other.cookie(&h.issuer, "clef_session").is_none());
     let back = a.submit(&step, &[("password", PW)]).await;
-    back.assert_redirect_to("/authorize/resume");
+    assert!(back.body.contains("id=\"offer-totp-later\""), "{}", back.body);
+    assert!(a.cookie(&h.issuer, "clef_session").is_some());
 }
 
 /// An attempt lives as long as its authorization request may wait, and no longer.
@@ -174,7 +177,10 @@ async fn magic_link_at_a_2fa_client_asks_for_the_password(h: &TestServer) {
     assert_eq!(step.status, 200, "{}", step.body);
     assert!(step.body.contains("id=\"login-password\""), "{}", step.body);
     assert_ne!(step.input("attempt"), code_page.input("attempt"));
-    let back = b.follow(b.submit(&step, &[("password", PW)]).await).await;
+    // The mailbox and the password: the TOTP offer, then "Not now" goes on.
+    let offer = b.submit(&step, &[("password", PW)]).await;
+    assert!(offer.body.contains("id=\"offer-totp-later\""), "{}", offer.body);
+    let back = b.follow(b.get(&offer.button_links()[1]).await).await;
     let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
     let amr: Vec<String> = rp
         .id_claims(&tokens, &start.nonce)
@@ -183,7 +189,7 @@ async fn magic_link_at_a_2fa_client_asks_for_the_password(h: &TestServer) {
         .iter()
         .map(|a| a.as_str().to_owned())
         .collect();
-    assert_eq!(amr, ["otp", "pwd"]);
+    assert_eq!(amr, ["otp", "pwd", "mfa"]);
 }
 
 /// TOTP on, as the account page would leave it: a secret and eight backup codes.
@@ -226,7 +232,7 @@ async fn totp_follows_any_first_factor(h: &TestServer) {
     let claims = rp.id_claims(&tokens, &start.nonce);
     assert_eq!(claims.auth_context_ref().unwrap().as_str(), "urn:clef:acr:2fa");
     let amr: Vec<&str> = claims.auth_method_refs().unwrap().iter().map(|a| a.as_str()).collect();
-    assert_eq!(amr, ["pwd", "otp"]);
+    assert_eq!(amr, ["pwd", "otp", "mfa"]);
 
     // An emailed code is no way around it; the step already used is refused, a backup code works.
     let c = h.browser();

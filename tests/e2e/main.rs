@@ -16,6 +16,7 @@ mod email;
 mod flow;
 mod input;
 mod login_chain;
+mod login_totp;
 mod page_details;
 mod pages;
 mod proxy;

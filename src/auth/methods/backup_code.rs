@@ -12,7 +12,7 @@ impl AuthMethod for BackupCode {
     const NAME: &'static str = "backup_code";
     const METHOD: Method = Method::BackupCode;
     const ROLE: Role = Role::Second;
-    const LIMIT: Limit = Limit::None;
+    const LIMIT: Limit = Limit::SecondFactor;
     type Input = Secret;
 
     async fn begin(_: &Deps<'_>, _: Caller<'_>, _: &mut Attempt, _: i64) -> Result<Begun, AuthError> {

@@ -37,6 +37,8 @@ pub enum Limit {
     CodeCheck,
     /// Nothing to guess: the link's token has 256 bits and works once, in one browser.
     None,
+    /// Second-factor tries a minute, per account and per (account, address).
+    SecondFactor,
 }
 
 /// What a method needs from the server.
@@ -85,6 +87,9 @@ pub enum Verdict {
     },
     /// Wrong input; the catalogue key says so without saying which part was wrong.
     Wrong(&'static str),
+    /// The account's second factor is locked (this try locked it, or it already was): the
+    /// attempt ends, as the TOTP issue asks.
+    Locked,
 }
 
 pub trait AuthMethod {

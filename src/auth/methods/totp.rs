@@ -34,9 +34,9 @@ pub(super) async fn verdict(d: &Deps<'_>, c: Caller<'_>, user_id: &str, checked:
                     Some(&link),
                 );
             }
-            Verdict::Wrong("login.second_factor_locked")
+            Verdict::Locked
         }
-        Checked::Locked { .. } => Verdict::Wrong("login.second_factor_locked"),
+        Checked::Locked { .. } => Verdict::Locked,
     })
 }
 
@@ -44,9 +44,10 @@ impl AuthMethod for Totp {
     const NAME: &'static str = "totp";
     const METHOD: Method = Method::Totp;
     const ROLE: Role = Role::Second;
-    // The lock is counted inside `auth::totp::guarded`, per account, before the code is
-    // compared; the attempt's own failures end it at the fifth as well.
-    const LIMIT: Limit = Limit::None;
+    // Four tries a minute first (seed 001); the lock is counted inside `auth::totp::guarded`,
+    // per account, before the code is compared; the attempt's own failures end it at the
+    // fifth as well.
+    const LIMIT: Limit = Limit::SecondFactor;
     type Input = Secret;
 
     async fn begin(_: &Deps<'_>, _: Caller<'_>, _: &mut Attempt, _: i64) -> Result<Begun, AuthError> {

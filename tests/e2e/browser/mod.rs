@@ -14,6 +14,7 @@ mod harness;
 mod journeys;
 mod language;
 mod login_page;
+mod login_totp;
 mod reauth;
 mod two_factor;
 
