@@ -38,10 +38,11 @@ pub enum Action {
     Sessions,
     DisableTotp,
     RegenerateBackupCodes,
+    EnableTotp,
 }
 
 impl Action {
-    const ALL: [Action; 7] = [
+    const ALL: [Action; 8] = [
         Action::Account,
         Action::Password,
         Action::Email,
@@ -49,6 +50,7 @@ impl Action {
         Action::Sessions,
         Action::DisableTotp,
         Action::RegenerateBackupCodes,
+        Action::EnableTotp,
     ];
 
     /// The `then=` names the account and two-factor pages send.
@@ -61,6 +63,7 @@ impl Action {
             Action::Sessions => "sessions",
             Action::DisableTotp => "disable_totp",
             Action::RegenerateBackupCodes => "regenerate_backup_codes",
+            Action::EnableTotp => "enable_totp",
         }
     }
 
@@ -71,7 +74,7 @@ impl Action {
     /// Where the user lands once re-authenticated, to submit the action afresh.
     pub fn page(self) -> &'static str {
         match self {
-            Action::DisableTotp | Action::RegenerateBackupCodes => crate::paths::TWO_FACTOR,
+            Action::DisableTotp | Action::RegenerateBackupCodes | Action::EnableTotp => crate::paths::TWO_FACTOR,
             _ => crate::paths::ACCOUNT,
         }
     }

@@ -210,7 +210,8 @@ pub async fn totp_start(State(app): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 async fn totp_start_inner(app: &AppState, headers: &HeaderMap) -> Answer {
-    let c = caller(app, headers).await?;
+    // As on the page: enrolling a device is sensitive, confirming the started secret is not.
+    let c = recent_caller(app, headers).await?;
     let Some(secret) = second_factor::start(app, &c.user, app.clock.now()).await.map_err(failed)? else {
         return Err(conflict("two-factor login is already on; turn it off first"));
     };

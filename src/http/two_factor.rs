@@ -34,6 +34,9 @@ pub fn routes() -> Router<AppState> {
 /// the one named in `then`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sensitive {
+    /// Turning TOTP on: a stolen session that enrolled the thief's phone would lock the owner
+    /// out of their own account (GitHub's sudo mode guards this too).
+    EnableTotp,
     DisableTotp,
     RegenerateBackupCodes,
 }
@@ -41,13 +44,14 @@ pub enum Sensitive {
 impl Sensitive {
     pub fn as_str(self) -> &'static str {
         match self {
+            Sensitive::EnableTotp => "enable_totp",
             Sensitive::DisableTotp => "disable_totp",
             Sensitive::RegenerateBackupCodes => "regenerate_backup_codes",
         }
     }
 
     pub fn parse(s: &str) -> Option<Sensitive> {
-        [Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes]
+        [Sensitive::EnableTotp, Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes]
             .into_iter()
             .find(|a| a.as_str() == s)
     }
@@ -193,9 +197,11 @@ pub async fn enable_post(State(app): State<AppState>, headers: HeaderMap, jar: C
 }
 
 async fn enable(app: &AppState, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
-    read_form(app, headers, &jar, body).await?;
-    let Some((_, user)) = signed_in(app, &jar).await? else {
-        return Ok(see_other(paths::LOGIN));
+    // Only the start needs a recent login: the confirmation can only finish a secret that a
+    // recent session started.
+    let user = match sensitive(app, headers, &jar, body, Sensitive::EnableTotp).await? {
+        Ok(u) => u,
+        Err(redirect) => return Ok(redirect),
     };
     let Some(secret) = second_factor::start(app, &user, app.clock.now()).await? else {
         // Already on: the status page says so and offers what can be done.
@@ -319,7 +325,7 @@ mod tests {
 
     #[test]
     fn sensitive_actions_round_trip_by_name() {
-        for a in [Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes] {
+        for a in [Sensitive::EnableTotp, Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes] {
             assert_eq!(Sensitive::parse(a.as_str()), Some(a));
             assert_eq!(a.page(), paths::TWO_FACTOR);
         }

@@ -306,6 +306,9 @@ async fn disable_and_regenerate_need_a_recent_login(h: &TestServer) {
     h.clock.advance(301);
     let (status, challenge, body) = post(h, "/account/api/totp/disable", Some(&old), None).await;
     assert_step_up(status, &challenge, &body);
+    // Starting an enrolment needs a recent login too (checked before the state of the account).
+    let (status, challenge, body) = post(h, "/account/api/totp/start", Some(&old), None).await;
+    assert_step_up(status, &challenge, &body);
     let (status, challenge, body) = post(h, "/account/api/backup-codes", Some(&old), None).await;
     assert_step_up(status, &challenge, &body);
     // The old token still works where no recent login is needed.

@@ -372,6 +372,16 @@ async fn an_old_session_is_sent_to_reauthenticate(h: &TestServer) {
     // Signed out: the pages send to the login page.
     let anon = h.browser();
     anon.get("/account/two-factor").await.assert_redirect_to("/login");
+
+    // Turning it on is sensitive too: an old session of an account without TOTP is sent to
+    // re-authenticate before any secret is made.
+    let (other_id, _) = signed_in(h, "enable@example.test", 0).await;
+    let old = session_for(h, &other_id, 301).await;
+    let page = old.get("/account/two-factor").await;
+    let csrf = page.input("csrf").unwrap();
+    let r = old.post("/account/two-factor/enable", &[("csrf", &csrf)]).await;
+    assert_eq!(r.assert_redirect_to("/account/reauth"), "/account/reauth?then=enable_totp");
+    assert!(h.state.db.totp_get(&other_id).await.unwrap().is_none(), "no secret was started");
 }
 
 fn clef_cli(h: &TestServer, args: &[&str]) -> (bool, String, String) {
