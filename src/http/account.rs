@@ -29,9 +29,9 @@ const EVENTS_SHOWN: i64 = 20;
 
 /// Changing the password, the email or ending a session needs a login at most `reauth_after`
 /// seconds old (`CLEF_REAUTH_AFTER`; issue 8 §4; OWASP ASVS 4.0.3 §3.7.1: re-authentication
-/// before sensitive account changes). The same rule as `totp::recent_enough`.
+/// before sensitive account changes). One rule for every sensitive action: `totp::recent_enough`.
 fn needs_reauth(auth_time: i64, now: i64, reauth_after: i64) -> bool {
-    now.saturating_sub(auth_time) > reauth_after
+    !crate::auth::totp::recent_enough(auth_time, now, reauth_after)
 }
 
 /// As sent; stored bounded and never shown (the page shows `device::parse`'s labels).

@@ -1,30 +1,15 @@
 //! The login chain as one model: every path ends through the same next-step policy, and a
 //! login attempt is bound to its browser, single-finish and short-lived.
 
-use clef::admin::{ClientSpec, UserSpec};
+use clef::admin::UserSpec;
 use clef::store::EventKind;
 
 use crate::e2e;
 use crate::support::TestServer;
 use crate::support::browser::{Browser, Page};
-use crate::support::rp::Rp;
 
 const PW: &str = "correct horse battery";
 const NEW_PW: &str = "a brand new passphrase";
-
-/// A client created with `--require-2fa`.
-async fn strict(h: &TestServer) -> Rp {
-    let created = h
-        .client(ClientSpec {
-            name: "Strict app".into(),
-            redirect_uris: vec!["http://127.0.0.1/strict/cb".into()],
-            skip_consent: true,
-            require_2fa: true,
-            ..ClientSpec::default()
-        })
-        .await;
-    Rp::discover(&h.issuer, &created, "http://127.0.0.1/strict/cb").await
-}
 
 /// "Email me a code" from the login page of `url`, then the code from the mail.
 async fn code_login(h: &TestServer, b: &Browser, url: &str, email: &str) -> Page {
@@ -59,7 +44,7 @@ async fn passwordless_user_at_a_2fa_client_is_told_what_to_do(h: &TestServer) {
         ..UserSpec::default()
     })
     .await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let b = h.browser();
     let start = rp.start(&[]);
     let page = code_login(h, &b, &start.url, "nopw@example.test").await;
@@ -74,7 +59,7 @@ async fn passwordless_user_at_a_2fa_client_is_told_what_to_do(h: &TestServer) {
 /// asked after it, and the tokens say two factors.
 async fn reset_at_a_2fa_client_asks_for_the_second_factor(h: &TestServer) {
     let sub = h.user("reset2fa@example.test", PW).await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let b = h.browser();
     let start = rp.start(&[]);
     let login = b.follow(b.get(&start.url).await).await;
@@ -109,7 +94,7 @@ async fn reset_at_a_2fa_client_asks_for_the_second_factor(h: &TestServer) {
 /// Two posts finishing one attempt at once: one gets the session, the other the "over" page.
 async fn two_racing_submits_on_one_attempt_one_wins(h: &TestServer) {
     h.user("race2@example.test", PW).await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let b = h.browser();
     let step = at_password_step(h, &b, &rp.start(&[]).url, "race2@example.test").await;
     let (one, two) = tokio::join!(b.submit(&step, &[("password", PW)]), b.submit(&step, &[("password", PW)]));
@@ -126,7 +111,7 @@ async fn two_racing_submits_on_one_attempt_one_wins(h: &TestServer) {
 /// An attempt id copied into another browser finds nothing there; the first browser goes on.
 async fn an_attempt_from_another_browser_is_refused(h: &TestServer) {
     h.user("bound@example.test", PW).await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let a = h.browser();
     let step = at_password_step(h, &a, &rp.start(&[]).url, "bound@example.test").await;
     let other = h.browser();
@@ -147,7 +132,7 @@ async fn an_attempt_from_another_browser_is_refused(h: &TestServer) {
 /// An attempt lives as long as its authorization request may wait, and no longer.
 async fn an_expired_attempt_is_refused(h: &TestServer) {
     h.user("late@example.test", PW).await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let b = h.browser();
     let step = at_password_step(h, &b, &rp.start(&[]).url, "late@example.test").await;
     h.clock.advance(clef::auth::engine::ATTEMPT_TTL + 1);
@@ -161,7 +146,7 @@ async fn an_expired_attempt_is_refused(h: &TestServer) {
 /// then asked, on a page whose attempt id is new (the link knew only the old one's hash).
 async fn magic_link_at_a_2fa_client_asks_for_the_password(h: &TestServer) {
     h.user("linked@example.test", PW).await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let b = h.browser();
     let start = rp.start(&[]);
     let login = b.follow(b.get(&start.url).await).await;

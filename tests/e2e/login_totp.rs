@@ -2,33 +2,18 @@
 //! `otp` and `mfa`, backup codes once, replays refused, four tries a minute, the five-wrong
 //! lock ending the attempt, and the enrolment offered after a login by emailed code.
 
-use clef::admin::ClientSpec;
 use clef::store::EventKind;
 use reqwest::StatusCode;
 
 use crate::e2e;
 use crate::support::TestServer;
 use crate::support::browser::{Browser, Page, html_unescape};
-use crate::support::rp::{Rp, access_token};
+use crate::support::rp::access_token;
 
 const PW: &str = "correct horse battery";
 const NEW_PW: &str = "a brand new passphrase";
 const WRONG: &str = "That code is not right";
 const LOCKED: &str = "paused for 15 minutes";
-
-/// A client created with `--require-2fa`.
-async fn strict(h: &TestServer) -> Rp {
-    let created = h
-        .client(ClientSpec {
-            name: "Strict app".into(),
-            redirect_uris: vec!["http://127.0.0.1/strict/cb".into()],
-            skip_consent: true,
-            require_2fa: true,
-            ..ClientSpec::default()
-        })
-        .await;
-    Rp::discover(&h.issuer, &created, "http://127.0.0.1/strict/cb").await
-}
 
 /// The text of the element with this id.
 fn by_id(page: &Page, id: &str) -> String {
@@ -315,7 +300,7 @@ async fn four_tries_a_minute_then_429(h: &TestServer) {
 async fn require_2fa_client_asks_totp_not_the_mail(h: &TestServer) {
     h.user("strict@example.test", PW).await;
     let (totp, _) = enrol_through_the_pages(h, "strict@example.test").await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let mails = h.mail.to("strict@example.test").len();
     let b = h.browser();
     let start = rp.start(&[]);
@@ -374,7 +359,7 @@ async fn emailed_code_and_reset_still_ask_totp(h: &TestServer) {
 /// enrolment page.
 async fn offer_after_a_mailed_second_factor(h: &TestServer) {
     h.user("offer@example.test", PW).await;
-    let rp = strict(h).await;
+    let rp = h.strict_client().await;
     let b = h.browser();
     let start = rp.start(&[]);
     let step = password_step(&b, &start.url, "offer@example.test").await;
@@ -431,7 +416,7 @@ async fn no_offer_for_one_factor_or_a_totp_user(h: &TestServer) {
 
     h.user("has@example.test", PW).await;
     let (totp, _) = enrol_through_the_pages(h, "has@example.test").await;
-    let strict = strict(h).await;
+    let strict = h.strict_client().await;
     let d = h.browser();
     let step = code_step(h, &d, &strict.start(&[]).url, "has@example.test").await;
     assert_totp_step(&step);

@@ -196,6 +196,20 @@ impl TestServer {
         rp::Rp::discover(&self.issuer, &created, "http://127.0.0.1/fp/cb").await
     }
 
+    /// A first-party client created with `--require-2fa`, named "Strict app".
+    pub async fn strict_client(&self) -> rp::Rp {
+        let created = self
+            .client(ClientSpec {
+                name: "Strict app".into(),
+                redirect_uris: vec!["http://127.0.0.1/strict/cb".into()],
+                skip_consent: true,
+                require_2fa: true,
+                ..ClientSpec::default()
+            })
+            .await;
+        rp::Rp::discover(&self.issuer, &created, "http://127.0.0.1/strict/cb").await
+    }
+
     pub async fn user(&self, email: &str, password: &str) -> String {
         self.user_with(UserSpec {
             email: email.into(),
