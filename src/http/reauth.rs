@@ -34,7 +34,7 @@ use crate::secret::{Secret, sha256_b64};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(paths::REAUTH, get(start_get))
+        .route(paths::REAUTH, get(start_get).post(start_post))
         .route(paths::REAUTH_PASSWORD, post(password_post))
         .route(paths::REAUTH_TOTP, post(totp_post))
         .route(paths::REAUTH_BACKUP_CODE, post(backup_code_post))
@@ -50,25 +50,50 @@ fn session_hash(app: &AppState, jar: &CookieJar) -> Option<String> {
     jar.get(&cookie_name(app, SESSION_COOKIE)).map(|c| sha256_b64(c.value()))
 }
 
-/// GET /account/reauth?then=ACTION — starts the confirmation for the signed-in user.
+/// GET /account/reauth?then=ACTION — starts the confirmation for the signed-in user. An
+/// account that confirms by an emailed code first gets a button: a GET (a link from any site)
+/// never sends mail.
 pub async fn start_get(State(app): State<AppState>, ip: ClientIp, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
-    page_or_error(&app, &headers, start(&app, ip, q, &headers, jar).await)
+    let pairs = extract::parse(q.unwrap_or_default().as_bytes());
+    page_or_error(&app, &headers, start(&app, ip, &pairs, &headers, jar, false).await)
 }
 
-async fn start(app: &AppState, ip: ClientIp, q: Option<String>, headers: &HeaderMap, jar: CookieJar) -> Result<Response, PageError> {
+/// POST /account/reauth (`then`, CSRF): the "email me a code" button of that page.
+pub async fn start_post(State(app): State<AppState>, ip: ClientIp, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+    let answer = async {
+        let pairs = read_form(&app, &headers, &jar, body).await?;
+        start(&app, ip, &pairs, &headers, jar, true).await
+    };
+    page_or_error(&app, &headers, answer.await)
+}
+
+async fn start(
+    app: &AppState,
+    ip: ClientIp,
+    pairs: &[(String, String)],
+    headers: &HeaderMap,
+    jar: CookieJar,
+    posted: bool,
+) -> Result<Response, PageError> {
     let (Some(session), Some(hash)) = (current_session(app, &jar).await?, session_hash(app, &jar)) else {
         return Ok(see_other(paths::LOGIN));
     };
     let Some(user) = app.db.user_get(&session.user_id).await? else {
         return Ok(see_other(paths::LOGIN));
     };
-    let pairs = extract::parse(q.unwrap_or_default().as_bytes());
     // Parsed into the list of account pages: the query never names where the user goes.
-    let back = Action::parse(field(&pairs, "then").unwrap_or(""));
+    let back = Action::parse(field(pairs, "then").unwrap_or(""));
     let (jar, browser) = browser_hash(app, jar);
     // The account pages' language: the browser's.
     let loc = locale(headers, None);
     let now = app.clock.now();
+    let by_mail = engine::enrolled(&app.db, &user.user_id)
+        .await
+        .map_err(PageError::internal)?
+        .is_some_and(|e| !e.totp && !e.password);
+    if by_mail && !posted {
+        return send_page(app, jar, loc, &user.email, back);
+    }
     let purpose = Purpose::Reauth { session_hash: hash, back };
     // `fresh`: the factor must be passed in this attempt, whatever the session already holds.
     let requirement = Requirement {
@@ -193,6 +218,41 @@ fn page(
     };
     let html = app.pages.render("reauth.html", &ctx).map_err(PageError::internal)?;
     Ok((jar, no_store((status, Html(html)).into_response())).into_response())
+}
+
+/// The first page for an account that confirms by mail: what will happen, and a button.
+fn send_page(app: &AppState, jar: CookieJar, loc: &'static str, email: &str, back: Action) -> Result<Response, PageError> {
+    let (jar, csrf) = csrf_token(app, jar);
+    let ctx = ReauthPage {
+        locale: loc,
+        csrf: &csrf,
+        attempt: "",
+        email,
+        reason: format!("reauth.reason.{}", back.as_str()),
+        ask: "send",
+        error: None,
+        mail_failed: false,
+        password_action: paths::REAUTH_PASSWORD,
+        totp_action: paths::REAUTH_TOTP,
+        backup_action: paths::REAUTH_BACKUP_CODE,
+        code_action: paths::REAUTH_CODE,
+        cancel_url: back.page(),
+    };
+    let ctx = SendPage {
+        page: ctx,
+        send_action: paths::REAUTH,
+        then: back.as_str(),
+    };
+    let html = app.pages.render("reauth.html", &ctx).map_err(PageError::internal)?;
+    Ok((jar, no_store((StatusCode::OK, Html(html)).into_response())).into_response())
+}
+
+#[derive(Serialize)]
+struct SendPage<'a> {
+    #[serde(flatten)]
+    page: ReauthPage<'a>,
+    send_action: &'static str,
+    then: &'static str,
 }
 
 fn form_for(methods: &[Method]) -> &'static str {

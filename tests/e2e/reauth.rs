@@ -297,9 +297,14 @@ async fn passwordless_user_gets_an_emailed_code(h: &TestServer) {
     let hash = add_session(h, &b, &user_id, STALE).await;
     add_session(h, &h.browser(), &user_id, 0).await;
     let refused = post_from(&b, "/account", "/account/sessions/end-others", &[]).await;
-    let page = reauth_page(&b, &refused, "sessions").await;
+    let first = reauth_page(&b, &refused, "sessions").await;
+    // Opening the page sends nothing (a link from any site could open it): a button does.
+    assert!(first.body.contains("id=\"reauth-send\""), "{}", first.body);
+    assert!(!first.body.contains("id=\"reauth-password\""));
+    h.state.mailer.settled().await;
+    assert!(h.mail.to("otp@example.test").is_empty(), "no mail before the button");
+    let page = b.submit(&first, &[]).await;
     assert!(page.body.contains("id=\"reauth-code\""), "{}", page.body);
-    assert!(!page.body.contains("id=\"reauth-password\""));
     let mail = h.mail.last_to("otp@example.test");
     assert_eq!(mail.subject, "Your confirmation code");
     assert!(!mail.text.contains("/login/link"), "no link: typed on this page only");
