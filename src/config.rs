@@ -468,7 +468,10 @@ fn upstreams(
         }
         out.push(google);
     } else if google_hosted_domain.is_some() || google_issuer.is_some() {
-        return Err(bad("CLEF_GOOGLE_CLIENT_ID", "must be set along with the other CLEF_GOOGLE_* settings"));
+        return Err(bad(
+            "CLEF_GOOGLE_CLIENT_ID",
+            "must be set along with the other CLEF_GOOGLE_* settings",
+        ));
     }
     for raw in tables {
         let u = upstream(raw)?;
@@ -656,18 +659,28 @@ trust_email_verified = true
     #[test]
     fn upstreams_good() {
         assert!(RawConfig::default().validate().unwrap().upstreams.is_empty());
-        let c = with_upstreams(CORP, &[("CLEF_GOOGLE_CLIENT_ID", "g-id"), ("CLEF_GOOGLE_CLIENT_SECRET", "g-secret")]).unwrap();
+        let c = with_upstreams(
+            CORP,
+            &[("CLEF_GOOGLE_CLIENT_ID", "g-id"), ("CLEF_GOOGLE_CLIENT_SECRET", "g-secret")],
+        )
+        .unwrap();
         let ids: Vec<&str> = c.upstreams.iter().map(|u| u.id.as_str()).collect();
         assert_eq!(ids, ["google", "corp"]);
         let g = &c.upstreams[0];
-        assert_eq!((g.issuer.as_str(), g.client_id.as_str(), g.client_secret.expose()), (GOOGLE_ISSUER, "g-id", "g-secret"));
+        assert_eq!(
+            (g.issuer.as_str(), g.client_id.as_str(), g.client_secret.expose()),
+            (GOOGLE_ISSUER, "g-id", "g-secret")
+        );
         assert_eq!(g.scopes, ["openid", "email", "profile"]);
         assert!(g.trust_email_verified && !g.trust_mfa && g.hosted_domain.is_none());
         assert!(g.button_label.contains("Google"));
         let corp = &c.upstreams[1];
         assert_eq!(corp.issuer, "https://sso.corp.example", "no trailing slash");
         assert_eq!(corp.scopes, ["openid", "email", "groups"], "openid first, once");
-        assert_eq!((corp.display_name.as_str(), corp.button_label.as_str()), ("Corp SSO", "Continue with Corp SSO"));
+        assert_eq!(
+            (corp.display_name.as_str(), corp.button_label.as_str()),
+            ("Corp SSO", "Continue with Corp SSO")
+        );
         assert!(corp.trust_email_verified && !corp.trust_mfa);
         assert!(!format!("{c:?}").contains("s3cret"), "secrets stay out of Debug");
 
@@ -690,8 +703,15 @@ trust_email_verified = true
     fn env_overrides_toml_for_google() {
         let file = "google_client_id = \"from-file\"\ngoogle_client_secret = \"file-secret\"\ngoogle_issuer = \"https://file.example\"";
         let c = with_upstreams(file, &[]).unwrap();
-        assert_eq!((c.upstreams[0].client_id.as_str(), c.upstreams[0].issuer.as_str()), ("from-file", "https://file.example"));
-        let c = with_upstreams(file, &[("CLEF_GOOGLE_CLIENT_ID", "from-env"), ("CLEF_GOOGLE_ISSUER", "https://env.example")]).unwrap();
+        assert_eq!(
+            (c.upstreams[0].client_id.as_str(), c.upstreams[0].issuer.as_str()),
+            ("from-file", "https://file.example")
+        );
+        let c = with_upstreams(
+            file,
+            &[("CLEF_GOOGLE_CLIENT_ID", "from-env"), ("CLEF_GOOGLE_ISSUER", "https://env.example")],
+        )
+        .unwrap();
         let g = &c.upstreams[0];
         assert_eq!(
             (g.client_id.as_str(), g.client_secret.expose(), g.issuer.as_str()),
@@ -704,18 +724,52 @@ trust_email_verified = true
         let table = |fields: &str| format!("[[upstream]]\n{fields}");
         let ok = "client_id = \"c\"\nclient_secret = \"s\"";
         for (toml_text, message) in [
-            (table(&format!("id = \"corp\"\nissuer = \"http://sso.corp.example\"\n{ok}")), "upstream \"corp\": issuer must be https"),
-            (table(&format!("id = \"corp\"\nissuer = \"ftp://sso.corp.example\"\n{ok}")), "upstream \"corp\": issuer must be https"),
-            (table(&format!("id = \"corp\"\nissuer = \"sso\"\n{ok}")), "upstream \"corp\": issuer is not an absolute URL"),
-            (table(&format!("id = \"corp\"\nissuer = \"https://a.example?x=1\"\n{ok}")), "upstream \"corp\": issuer must not have a query or fragment"),
-            (table("id = \"corp\"\nissuer = \"https://a.example\"\nclient_secret = \"s\""), "upstream \"corp\": client_id is missing"),
-            (table("id = \"corp\"\nissuer = \"https://a.example\"\nclient_id = \"c\"\nclient_secret = \" \""), "upstream \"corp\": client_secret is missing"),
-            (table(&format!("id = \"Corp\"\nissuer = \"https://a.example\"\n{ok}")), "upstream: id \"Corp\" must be 1 to 32 of a-z, 0-9 and -"),
-            (table(&format!("issuer = \"https://a.example\"\n{ok}")), "upstream: id \"\" must be 1 to 32 of a-z, 0-9 and -"),
-            (table(&format!("id = \"{}\"\nissuer = \"https://a.example\"\n{ok}", "a".repeat(33))), "must be 1 to 32"),
-            (table(&format!("id = \"corp\"\nissuer = \"https://a.example\"\nscopes = [\"a b\"]\n{ok}")), "upstream \"corp\": scope \"a b\" is not a scope token"),
             (
-                format!("{}\n{}", table(&format!("id = \"corp\"\nissuer = \"https://a.example\"\n{ok}")), table(&format!("id = \"corp\"\nissuer = \"https://b.example\"\n{ok}"))),
+                table(&format!("id = \"corp\"\nissuer = \"http://sso.corp.example\"\n{ok}")),
+                "upstream \"corp\": issuer must be https",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"ftp://sso.corp.example\"\n{ok}")),
+                "upstream \"corp\": issuer must be https",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"sso\"\n{ok}")),
+                "upstream \"corp\": issuer is not an absolute URL",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"https://a.example?x=1\"\n{ok}")),
+                "upstream \"corp\": issuer must not have a query or fragment",
+            ),
+            (
+                table("id = \"corp\"\nissuer = \"https://a.example\"\nclient_secret = \"s\""),
+                "upstream \"corp\": client_id is missing",
+            ),
+            (
+                table("id = \"corp\"\nissuer = \"https://a.example\"\nclient_id = \"c\"\nclient_secret = \" \""),
+                "upstream \"corp\": client_secret is missing",
+            ),
+            (
+                table(&format!("id = \"Corp\"\nissuer = \"https://a.example\"\n{ok}")),
+                "upstream: id \"Corp\" must be 1 to 32 of a-z, 0-9 and -",
+            ),
+            (
+                table(&format!("issuer = \"https://a.example\"\n{ok}")),
+                "upstream: id \"\" must be 1 to 32 of a-z, 0-9 and -",
+            ),
+            (
+                table(&format!("id = \"{}\"\nissuer = \"https://a.example\"\n{ok}", "a".repeat(33))),
+                "must be 1 to 32",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"https://a.example\"\nscopes = [\"a b\"]\n{ok}")),
+                "upstream \"corp\": scope \"a b\" is not a scope token",
+            ),
+            (
+                format!(
+                    "{}\n{}",
+                    table(&format!("id = \"corp\"\nissuer = \"https://a.example\"\n{ok}")),
+                    table(&format!("id = \"corp\"\nissuer = \"https://b.example\"\n{ok}"))
+                ),
                 "upstream \"corp\": id is used twice",
             ),
         ] {
@@ -724,8 +778,22 @@ trust_email_verified = true
         }
         for (env, message) in [
             (&[("CLEF_GOOGLE_CLIENT_ID", "g")][..], "CLEF_GOOGLE_*: client_secret is missing"),
-            (&[("CLEF_GOOGLE_CLIENT_ID", "g"), ("CLEF_GOOGLE_CLIENT_SECRET", "s"), ("CLEF_GOOGLE_ISSUER", "http://google.example")][..], "CLEF_GOOGLE_*: issuer must be https"),
-            (&[("CLEF_GOOGLE_CLIENT_ID", "g"), ("CLEF_GOOGLE_CLIENT_SECRET", "s"), ("CLEF_GOOGLE_HOSTED_DOMAIN", "not a domain")][..], "CLEF_GOOGLE_HOSTED_DOMAIN"),
+            (
+                &[
+                    ("CLEF_GOOGLE_CLIENT_ID", "g"),
+                    ("CLEF_GOOGLE_CLIENT_SECRET", "s"),
+                    ("CLEF_GOOGLE_ISSUER", "http://google.example"),
+                ][..],
+                "CLEF_GOOGLE_*: issuer must be https",
+            ),
+            (
+                &[
+                    ("CLEF_GOOGLE_CLIENT_ID", "g"),
+                    ("CLEF_GOOGLE_CLIENT_SECRET", "s"),
+                    ("CLEF_GOOGLE_HOSTED_DOMAIN", "not a domain"),
+                ][..],
+                "CLEF_GOOGLE_HOSTED_DOMAIN",
+            ),
             (&[("CLEF_GOOGLE_HOSTED_DOMAIN", "example.com")][..], "CLEF_GOOGLE_CLIENT_ID"),
         ] {
             let leaked: &'static [(&'static str, &'static str)] = Box::leak(env.to_vec().into_boxed_slice());
@@ -736,6 +804,9 @@ trust_email_verified = true
         let dup = table(&format!("id = \"google\"\nissuer = \"https://a.example\"\n{ok}"));
         let err = with_upstreams(&dup, &[("CLEF_GOOGLE_CLIENT_ID", "g"), ("CLEF_GOOGLE_CLIENT_SECRET", "s")]).unwrap_err();
         assert_eq!(err.to_string(), "upstream \"google\": id is used twice");
-        assert!(toml::from_str::<RawConfig>("[[upstream]]\nid = \"x\"\nclient_scret = \"s\"").is_err(), "unknown keys refused");
+        assert!(
+            toml::from_str::<RawConfig>("[[upstream]]\nid = \"x\"\nclient_scret = \"s\"").is_err(),
+            "unknown keys refused"
+        );
     }
 }

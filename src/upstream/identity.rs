@@ -43,7 +43,7 @@ pub(super) fn from_claims(upstream: &Upstream, claims: &CoreIdTokenClaims, raw: 
         UpstreamError::InvalidToken(r.to_owned())
     };
     // OIDC Core §3.1.3.7 step 10: an ID token issued in the future is refused.
-    if claims.issue_time().timestamp() > now + super::iat_skew() {
+    if claims.issue_time().timestamp() > now + super::IAT_SKEW {
         return Err(invalid("iat is in the future"));
     }
     if claims.expiration().timestamp() <= now {

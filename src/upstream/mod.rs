@@ -11,9 +11,9 @@ use openidconnect::core::{
     CoreProviderMetadata,
 };
 use openidconnect::{
-    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
-    Scope, SignatureVerificationError, StandardErrorResponse, TokenResponse, reqwest,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, DiscoveryError, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    StandardErrorResponse, TokenResponse, reqwest,
 };
 use tokio::sync::Mutex;
 use url::Url;
@@ -32,7 +32,7 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(4);
 pub const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The clock skew allowed on `iat` (OIDC Core §3.1.3.7 step 10 leaves the bound to the client).
-const IAT_SKEW: i64 = 60;
+pub(crate) const IAT_SKEW: i64 = 60;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
@@ -105,7 +105,9 @@ pub struct UpstreamClient {
 
 impl std::fmt::Debug for UpstreamClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamClient").field("upstream", &self.upstream.id).finish_non_exhaustive()
+        f.debug_struct("UpstreamClient")
+            .field("upstream", &self.upstream.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -274,7 +276,9 @@ impl UpstreamClient {
             Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
                 match self.refreshed(&d).await? {
                     Some(fresh) => check(&fresh.oidc, &id_token, &nonce),
-                    None => Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)),
+                    None => Err(ClaimsVerificationError::SignatureVerification(
+                        SignatureVerificationError::NoMatchingKey,
+                    )),
                 }
             }
             other => other,
@@ -300,13 +304,9 @@ impl UpstreamClient {
 /// The crate's checks: signature, `iss`, `aud`, `azp` (present, or required with several
 /// audiences), `exp`, `nonce`.
 fn check(oidc: &Oidc, id_token: &CoreIdToken, nonce: &Nonce) -> Result<CoreIdTokenClaims, ClaimsVerificationError> {
-    let verifier = oidc
-        .id_token_verifier()
-        .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let verifier = oidc.id_token_verifier().set_allowed_algs([
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    ]);
     id_token.claims(&verifier, nonce).cloned()
-}
-
-/// Exposed to `identity` for the `iat` bound.
-pub(crate) fn iat_skew() -> i64 {
-    IAT_SKEW
 }
