@@ -36,7 +36,7 @@ struct Extra {
 }
 
 /// Reads the identity out of claims whose signature, `iss`, `aud`, `azp`, `exp` and `nonce`
-/// were checked; adds `iat` and `hd`.
+/// were checked; adds `azp`, `iat`, `sub` and `hd`.
 pub(super) fn from_claims(upstream: &Upstream, claims: &CoreIdTokenClaims, raw: &str, now: i64) -> Result<UpstreamIdentity, UpstreamError> {
     let invalid = |r: &str| {
         tracing::warn!(upstream = %upstream.id, reason = r, "upstream ID token rejected");
@@ -48,6 +48,19 @@ pub(super) fn from_claims(upstream: &Upstream, claims: &CoreIdTokenClaims, raw: 
     }
     if claims.expiration().timestamp() <= now {
         return Err(invalid("expired"));
+    }
+    // OIDC Core §3.1.3.7 steps 4-5, which openidconnect 4.1 leaves undone: `azp`, when
+    // present, must be us, and must be present when there are several audiences.
+    match claims.authorized_party() {
+        Some(azp) if azp.as_str() != upstream.client_id => return Err(invalid("azp is another client")),
+        None if claims.audiences().len() > 1 => return Err(invalid("azp is missing with several audiences")),
+        _ => {}
+    }
+    // OIDC Core §2: `sub` is the key of the identity, at most 255 ASCII characters; an empty
+    // one would make every such token the same user.
+    let subject = claims.subject().as_str();
+    if subject.is_empty() || subject.len() > 255 || !subject.is_ascii() {
+        return Err(invalid("sub is empty, too long or not ASCII"));
     }
     if let Some(hd) = &upstream.hosted_domain {
         // The signature covers these very bytes, so reading the payload again is safe.
@@ -63,7 +76,7 @@ pub(super) fn from_claims(upstream: &Upstream, claims: &CoreIdTokenClaims, raw: 
     }
     Ok(UpstreamIdentity {
         issuer: claims.issuer().as_str().to_owned(),
-        subject: claims.subject().as_str().to_owned(),
+        subject: subject.to_owned(),
         email: claims.email().map(|e| e.as_str().to_owned()),
         email_verified: upstream.trust_email_verified && claims.email_verified() == Some(true),
         name: claims.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()),

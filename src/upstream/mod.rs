@@ -301,8 +301,8 @@ impl UpstreamClient {
     }
 }
 
-/// The crate's checks: signature, `iss`, `aud`, `azp` (present, or required with several
-/// audiences), `exp`, `nonce`.
+/// The crate's checks: signature, `iss`, `aud` (no untrusted extra audience), `exp`, `nonce`.
+/// It does not check `azp`; `identity::from_claims` does.
 fn check(oidc: &Oidc, id_token: &CoreIdToken, nonce: &Nonce) -> Result<CoreIdTokenClaims, ClaimsVerificationError> {
     let verifier = oidc.id_token_verifier().set_allowed_algs([
         CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,

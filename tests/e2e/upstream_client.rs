@@ -153,6 +153,49 @@ async fn wrong_nonce_hd_and_tampering_rejected(h: &TestServer) {
     assert_eq!(err, UpstreamError::InvalidToken("hd is not the configured hosted domain".into()));
 }
 
+/// One change to an ID token's claims.
+type Edit<'a> = dyn Fn(&mut serde_json::Value) + 'a;
+
+/// Signed by the upstream's own key, a token with one claim wrong is refused: `iss`, `aud`,
+/// `azp`, `exp`, `sub` (OIDC Core §3.1.3.7 steps 2, 3, 4, 5, 9; §2).
+async fn each_claim_is_checked(h: &TestServer) {
+    let upstream = upstream_of(h).await;
+    let c = client(upstream.clone());
+    let (code, pending) = code_for(h, &c).await;
+    let genuine = c.exchange(&code, &pending.pkce_verifier).await.unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&clef::secret::b64url_decode(genuine.as_str().split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let sign = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = claims.clone();
+        edit(&mut v);
+        UnverifiedIdToken::new(h.state.keys.get().sign(Alg::RS256, "JWT", &v).unwrap())
+    };
+    // The control: re-signed unchanged, it verifies.
+    c.verify(&sign(&|_| {}), &pending.nonce, h.clock.now()).await.unwrap();
+    let now = h.clock.now();
+    let client_id = upstream.client_id.clone();
+    let cases: Vec<(&str, Box<Edit<'_>>, &str)> = vec![
+        ("iss", Box::new(|v| v["iss"] = "https://evil.example".into()), "issuer"),
+        ("aud", Box::new(|v| v["aud"] = "another-client".into()), "audiences"),
+        (
+            "extra aud",
+            Box::new(|v| v["aud"] = serde_json::json!([client_id, "another-client"])),
+            "audiences",
+        ),
+        ("azp", Box::new(|v| v["azp"] = "another-client".into()), "azp"),
+        ("exp", Box::new(move |v| v["exp"] = (now - 10).into()), "xpired"),
+        ("empty sub", Box::new(|v| v["sub"] = "".into()), "sub"),
+        ("long sub", Box::new(|v| v["sub"] = "s".repeat(256).into()), "sub"),
+    ];
+    for (what, edit, word) in cases {
+        let err = c.verify(&sign(&*edit), &pending.nonce, now).await.expect_err(what);
+        assert!(
+            matches!(&err, UpstreamError::InvalidToken(r) if r.to_lowercase().contains(&word.to_lowercase())),
+            "{what}: {err:?}"
+        );
+    }
+}
+
 /// A token with every right claim, signed by a third provider's key, is refused.
 async fn token_signed_by_another_provider_rejected(h: &TestServer) {
     let upstream = upstream_of(h).await;
@@ -279,6 +322,7 @@ async fn upstream_down_is_unreachable(h: &TestServer) {
 crate::e2e!(
     round_trip,
     wrong_nonce_hd_and_tampering_rejected,
+    each_claim_is_checked,
     token_signed_by_another_provider_rejected,
     key_rotation_refreshes_jwks,
     upstream_down_is_unreachable,
