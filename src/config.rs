@@ -64,6 +64,27 @@ pub struct RawConfig {
     pub db_acquire_timeout: Option<i64>,
     pub totp_issuer: Option<String>,
     pub reauth_after: Option<i64>,
+    pub google_client_id: Option<String>,
+    pub google_client_secret: Option<String>,
+    pub google_issuer: Option<String>,
+    pub google_hosted_domain: Option<String>,
+    /// `[[upstream]]` tables: OpenID Connect providers users may log in with.
+    pub upstream: Option<Vec<RawUpstream>>,
+}
+
+/// One `[[upstream]]` table of `clef.toml`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub id: Option<String>,
+    pub display_name: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub button_label: Option<String>,
+    pub trust_email_verified: Option<bool>,
+    pub trust_mfa: Option<bool>,
 }
 
 /// Every setting with its environment name, in the order README documents them.
@@ -102,6 +123,10 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_DB_ACQUIRE_TIMEOUT", "db_acquire_timeout"),
     ("CLEF_TOTP_ISSUER", "totp_issuer"),
     ("CLEF_REAUTH_AFTER", "reauth_after"),
+    ("CLEF_GOOGLE_CLIENT_ID", "google_client_id"),
+    ("CLEF_GOOGLE_CLIENT_SECRET", "google_client_secret"),
+    ("CLEF_GOOGLE_ISSUER", "google_issuer"),
+    ("CLEF_GOOGLE_HOSTED_DOMAIN", "google_hosted_domain"),
 ];
 
 #[derive(Clone, Debug)]
@@ -146,6 +171,32 @@ pub struct Config {
     pub totp_issuer: String,
     /// Sensitive actions need an authentication at most this many seconds old.
     pub reauth_after: i64,
+    /// OpenID Connect upstreams, Google first when configured; ids are unique.
+    pub upstreams: Vec<Upstream>,
+}
+
+/// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+/// An OpenID Connect provider users may log in with; Google is a preset of it.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// `[a-z0-9-]{1,32}`: part of the callback path, and how identities name their provider.
+    pub id: String,
+    pub display_name: String,
+    /// Without a trailing slash, as the discovery document and ID tokens must state it.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Always starts with `openid`.
+    pub scopes: Vec<String>,
+    pub button_label: String,
+    /// Whether this provider's `email_verified: true` is believed (account linking).
+    pub trust_email_verified: bool,
+    /// Whether an ID token whose `amr` holds `mfa` stands in for clef's second step.
+    pub trust_mfa: bool,
+    /// Google Workspace only: the `hd` claim must equal this, and it is sent as a hint.
+    pub hosted_domain: Option<String>,
 }
 
 /// Which header a trusted proxy maintains. Only that one is read: a proxy that appends to
@@ -228,6 +279,10 @@ impl RawConfig {
                 "CLEF_DB_ACQUIRE_TIMEOUT" => self.db_acquire_timeout = Some(int()?),
                 "CLEF_TOTP_ISSUER" => self.totp_issuer = Some(v),
                 "CLEF_REAUTH_AFTER" => self.reauth_after = Some(int()?),
+                "CLEF_GOOGLE_CLIENT_ID" => self.google_client_id = Some(v),
+                "CLEF_GOOGLE_CLIENT_SECRET" => self.google_client_secret = Some(v),
+                "CLEF_GOOGLE_ISSUER" => self.google_issuer = Some(v),
+                "CLEF_GOOGLE_HOSTED_DOMAIN" => self.google_hosted_domain = Some(v),
                 _ => {}
             }
         }
@@ -335,6 +390,13 @@ impl RawConfig {
             return Err(bad("CLEF_TOTP_ISSUER", "must be 1 to 64 characters without a colon"));
         }
         let reauth_after = ttl("CLEF_REAUTH_AFTER", self.reauth_after, 300)?;
+        let upstreams = upstreams(
+            self.google_client_id,
+            self.google_client_secret,
+            self.google_issuer,
+            self.google_hosted_domain,
+            self.upstream.unwrap_or_default(),
+        )?;
         Ok(Config {
             smtp_url: self.smtp_url.map(Secret::new),
             mail_from,
@@ -365,8 +427,108 @@ impl RawConfig {
             db_acquire_timeout,
             totp_issuer,
             reauth_after,
+            upstreams,
         })
     }
+}
+
+/// Google from `CLEF_GOOGLE_*` (when a client id or secret is set), then the `[[upstream]]`
+/// tables, each validated; an error names the upstream.
+fn upstreams(
+    google_client_id: Option<String>,
+    google_client_secret: Option<String>,
+    google_issuer: Option<String>,
+    google_hosted_domain: Option<String>,
+    tables: Vec<RawUpstream>,
+) -> Result<Vec<Upstream>, ConfigError> {
+    let mut out: Vec<Upstream> = Vec::new();
+    if google_client_id.is_some() || google_client_secret.is_some() {
+        let raw = RawUpstream {
+            id: Some("google".into()),
+            display_name: Some("Google".into()),
+            issuer: Some(google_issuer.unwrap_or_else(|| GOOGLE_ISSUER.to_owned())),
+            client_id: google_client_id,
+            client_secret: google_client_secret,
+            scopes: None,
+            button_label: Some("Continue with Google".into()),
+            // Google asserts email_verified only for addresses it has checked (Gmail and
+            // Workspace domains it hosts), the basis on which its docs allow linking.
+            trust_email_verified: Some(true),
+            trust_mfa: Some(false),
+        };
+        let mut google = upstream(raw).map_err(|e| ConfigError {
+            setting: "CLEF_GOOGLE_*".into(),
+            problem: e.problem,
+        })?;
+        if let Some(hd) = google_hosted_domain.map(|d| d.trim().to_ascii_lowercase()) {
+            if hd.is_empty() || !hd.contains('.') || hd.contains(['/', '@', ' ']) {
+                return Err(bad("CLEF_GOOGLE_HOSTED_DOMAIN", "not a domain name such as example.com"));
+            }
+            google.hosted_domain = Some(hd);
+        }
+        out.push(google);
+    } else if google_hosted_domain.is_some() || google_issuer.is_some() {
+        return Err(bad(
+            "CLEF_GOOGLE_CLIENT_ID",
+            "must be set along with the other CLEF_GOOGLE_* settings",
+        ));
+    }
+    for raw in tables {
+        let u = upstream(raw)?;
+        if out.iter().any(|o| o.id == u.id) {
+            return Err(bad(&format!("upstream {:?}", u.id), "id is used twice"));
+        }
+        out.push(u);
+    }
+    Ok(out)
+}
+
+fn upstream(raw: RawUpstream) -> Result<Upstream, ConfigError> {
+    let id = raw.id.unwrap_or_default();
+    let valid_id = (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_id {
+        return Err(bad("upstream", format!("id {id:?} must be 1 to 32 of a-z, 0-9 and -")));
+    }
+    let name = format!("upstream {id:?}");
+    let issuer_raw = raw.issuer.unwrap_or_default();
+    let issuer = Url::parse(&issuer_raw).map_err(|_| bad(&name, "issuer is not an absolute URL"))?;
+    // The same rule as registered redirect URIs (oauth::redirect_uri): plain http only on
+    // loopback, where no one else sits on the wire (RFC 8252 §8.3).
+    let loopback = matches!(issuer.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if !(issuer.scheme() == "https" || (issuer.scheme() == "http" && loopback)) {
+        return Err(bad(&name, "issuer must be https"));
+    }
+    // OIDC Discovery §3: the issuer has no query or fragment.
+    if issuer.query().is_some() || issuer.fragment().is_some() {
+        return Err(bad(&name, "issuer must not have a query or fragment"));
+    }
+    let present = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let client_id = present(raw.client_id).ok_or_else(|| bad(&name, "client_id is missing"))?;
+    let client_secret = present(raw.client_secret).ok_or_else(|| bad(&name, "client_secret is missing"))?;
+    let mut scopes = vec!["openid".to_owned()];
+    for s in raw.scopes.unwrap_or_else(|| vec!["email".into(), "profile".into()]) {
+        // RFC 6749 §3.3: scope tokens are printable ASCII without spaces, quotes or backslashes.
+        if s.is_empty() || !s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\') {
+            return Err(bad(&name, format!("scope {s:?} is not a scope token")));
+        }
+        if !scopes.contains(&s) {
+            scopes.push(s);
+        }
+    }
+    let display_name = present(raw.display_name).unwrap_or_else(|| id.clone());
+    let button_label = present(raw.button_label).unwrap_or_else(|| format!("Continue with {display_name}"));
+    Ok(Upstream {
+        issuer: issuer_raw.trim_end_matches('/').to_owned(),
+        client_secret: Secret::new(client_secret),
+        client_id,
+        scopes,
+        button_label,
+        display_name,
+        trust_email_verified: raw.trust_email_verified.unwrap_or(false),
+        trust_mfa: raw.trust_mfa.unwrap_or(false),
+        hosted_domain: None,
+        id,
+    })
 }
 
 /// An address (taken as a /32 or /128) or a CIDR range.
@@ -475,5 +637,176 @@ mod tests {
     fn toml_rejects_unknown_keys() {
         let err = toml::from_str::<RawConfig>("isuer = \"x\"").unwrap_err();
         assert!(err.to_string().contains("unknown field"));
+    }
+
+    fn with_upstreams(toml_text: &str, env: &'static [(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut raw: RawConfig = toml::from_str(toml_text).unwrap();
+        raw.apply_env(env_of(env))?;
+        raw.validate()
+    }
+
+    const CORP: &str = r#"
+[[upstream]]
+id = "corp"
+display_name = "Corp SSO"
+issuer = "https://sso.corp.example/"
+client_id = "clef"
+client_secret = "s3cret"
+scopes = ["email", "openid", "groups"]
+trust_email_verified = true
+"#;
+
+    #[test]
+    fn upstreams_good() {
+        assert!(RawConfig::default().validate().unwrap().upstreams.is_empty());
+        let c = with_upstreams(
+            CORP,
+            &[("CLEF_GOOGLE_CLIENT_ID", "g-id"), ("CLEF_GOOGLE_CLIENT_SECRET", "g-secret")],
+        )
+        .unwrap();
+        let ids: Vec<&str> = c.upstreams.iter().map(|u| u.id.as_str()).collect();
+        assert_eq!(ids, ["google", "corp"]);
+        let g = &c.upstreams[0];
+        assert_eq!(
+            (g.issuer.as_str(), g.client_id.as_str(), g.client_secret.expose()),
+            (GOOGLE_ISSUER, "g-id", "g-secret")
+        );
+        assert_eq!(g.scopes, ["openid", "email", "profile"]);
+        assert!(g.trust_email_verified && !g.trust_mfa && g.hosted_domain.is_none());
+        assert!(g.button_label.contains("Google"));
+        let corp = &c.upstreams[1];
+        assert_eq!(corp.issuer, "https://sso.corp.example", "no trailing slash");
+        assert_eq!(corp.scopes, ["openid", "email", "groups"], "openid first, once");
+        assert_eq!(
+            (corp.display_name.as_str(), corp.button_label.as_str()),
+            ("Corp SSO", "Continue with Corp SSO")
+        );
+        assert!(corp.trust_email_verified && !corp.trust_mfa);
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets stay out of Debug");
+
+        // Plain http only for loopback issuers (the test upstreams), and the hosted domain.
+        let c = with_upstreams(
+            "",
+            &[
+                ("CLEF_GOOGLE_CLIENT_ID", "g"),
+                ("CLEF_GOOGLE_CLIENT_SECRET", "s"),
+                ("CLEF_GOOGLE_ISSUER", "http://127.0.0.1:4000"),
+                ("CLEF_GOOGLE_HOSTED_DOMAIN", "Example.COM"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.upstreams[0].issuer, "http://127.0.0.1:4000");
+        assert_eq!(c.upstreams[0].hosted_domain.as_deref(), Some("example.com"));
+    }
+
+    #[test]
+    fn env_overrides_toml_for_google() {
+        let file = "google_client_id = \"from-file\"\ngoogle_client_secret = \"file-secret\"\ngoogle_issuer = \"https://file.example\"";
+        let c = with_upstreams(file, &[]).unwrap();
+        assert_eq!(
+            (c.upstreams[0].client_id.as_str(), c.upstreams[0].issuer.as_str()),
+            ("from-file", "https://file.example")
+        );
+        let c = with_upstreams(
+            file,
+            &[("CLEF_GOOGLE_CLIENT_ID", "from-env"), ("CLEF_GOOGLE_ISSUER", "https://env.example")],
+        )
+        .unwrap();
+        let g = &c.upstreams[0];
+        assert_eq!(
+            (g.client_id.as_str(), g.client_secret.expose(), g.issuer.as_str()),
+            ("from-env", "file-secret", "https://env.example")
+        );
+    }
+
+    #[test]
+    fn upstreams_bad_name_the_upstream() {
+        let table = |fields: &str| format!("[[upstream]]\n{fields}");
+        let ok = "client_id = \"c\"\nclient_secret = \"s\"";
+        for (toml_text, message) in [
+            (
+                table(&format!("id = \"corp\"\nissuer = \"http://sso.corp.example\"\n{ok}")),
+                "upstream \"corp\": issuer must be https",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"ftp://sso.corp.example\"\n{ok}")),
+                "upstream \"corp\": issuer must be https",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"sso\"\n{ok}")),
+                "upstream \"corp\": issuer is not an absolute URL",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"https://a.example?x=1\"\n{ok}")),
+                "upstream \"corp\": issuer must not have a query or fragment",
+            ),
+            (
+                table("id = \"corp\"\nissuer = \"https://a.example\"\nclient_secret = \"s\""),
+                "upstream \"corp\": client_id is missing",
+            ),
+            (
+                table("id = \"corp\"\nissuer = \"https://a.example\"\nclient_id = \"c\"\nclient_secret = \" \""),
+                "upstream \"corp\": client_secret is missing",
+            ),
+            (
+                table(&format!("id = \"Corp\"\nissuer = \"https://a.example\"\n{ok}")),
+                "upstream: id \"Corp\" must be 1 to 32 of a-z, 0-9 and -",
+            ),
+            (
+                table(&format!("issuer = \"https://a.example\"\n{ok}")),
+                "upstream: id \"\" must be 1 to 32 of a-z, 0-9 and -",
+            ),
+            (
+                table(&format!("id = \"{}\"\nissuer = \"https://a.example\"\n{ok}", "a".repeat(33))),
+                "must be 1 to 32",
+            ),
+            (
+                table(&format!("id = \"corp\"\nissuer = \"https://a.example\"\nscopes = [\"a b\"]\n{ok}")),
+                "upstream \"corp\": scope \"a b\" is not a scope token",
+            ),
+            (
+                format!(
+                    "{}\n{}",
+                    table(&format!("id = \"corp\"\nissuer = \"https://a.example\"\n{ok}")),
+                    table(&format!("id = \"corp\"\nissuer = \"https://b.example\"\n{ok}"))
+                ),
+                "upstream \"corp\": id is used twice",
+            ),
+        ] {
+            let err = with_upstreams(&toml_text, &[]).unwrap_err().to_string();
+            assert!(err.contains(message), "{toml_text}: {err}");
+        }
+        for (env, message) in [
+            (&[("CLEF_GOOGLE_CLIENT_ID", "g")][..], "CLEF_GOOGLE_*: client_secret is missing"),
+            (
+                &[
+                    ("CLEF_GOOGLE_CLIENT_ID", "g"),
+                    ("CLEF_GOOGLE_CLIENT_SECRET", "s"),
+                    ("CLEF_GOOGLE_ISSUER", "http://google.example"),
+                ][..],
+                "CLEF_GOOGLE_*: issuer must be https",
+            ),
+            (
+                &[
+                    ("CLEF_GOOGLE_CLIENT_ID", "g"),
+                    ("CLEF_GOOGLE_CLIENT_SECRET", "s"),
+                    ("CLEF_GOOGLE_HOSTED_DOMAIN", "not a domain"),
+                ][..],
+                "CLEF_GOOGLE_HOSTED_DOMAIN",
+            ),
+            (&[("CLEF_GOOGLE_HOSTED_DOMAIN", "example.com")][..], "CLEF_GOOGLE_CLIENT_ID"),
+        ] {
+            let leaked: &'static [(&'static str, &'static str)] = Box::leak(env.to_vec().into_boxed_slice());
+            let err = with_upstreams("", leaked).unwrap_err().to_string();
+            assert!(err.contains(message), "{env:?}: {err}");
+        }
+        // A Google set-up colliding with an [[upstream]] of the same id.
+        let dup = table(&format!("id = \"google\"\nissuer = \"https://a.example\"\n{ok}"));
+        let err = with_upstreams(&dup, &[("CLEF_GOOGLE_CLIENT_ID", "g"), ("CLEF_GOOGLE_CLIENT_SECRET", "s")]).unwrap_err();
+        assert_eq!(err.to_string(), "upstream \"google\": id is used twice");
+        assert!(
+            toml::from_str::<RawConfig>("[[upstream]]\nid = \"x\"\nclient_scret = \"s\"").is_err(),
+            "unknown keys refused"
+        );
     }
 }

@@ -38,3 +38,5 @@ pub mod secret_box;
 pub mod secret_key;
 /// SQLite and PostgreSQL storage.
 pub mod store;
+/// OpenID Connect client for upstream providers (Google and others).
+pub mod upstream;

@@ -25,3 +25,4 @@ mod server;
 mod token_errors;
 mod tokens;
 mod two_factor;
+mod upstream_client;
