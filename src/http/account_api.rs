@@ -8,7 +8,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -91,6 +91,12 @@ pub fn routes() -> Router<AppState> {
         .route(paths::ACCOUNT_API_BACKUP_CODES, post(backup_codes).fallback(wrong_method))
         .route(paths::ACCOUNT_API_SESSIONS, get(sessions).fallback(wrong_method))
         .route(paths::ACCOUNT_API_SESSION_END, post(session_end).fallback(wrong_method))
+        // An API client gets JSON for a path that does not exist, not the pages' HTML 404.
+        .route("/account/api/{*rest}", any(unknown_route))
+}
+
+async fn unknown_route() -> Response {
+    json_error_with_status(&OAuthError::invalid_request("no such account API route"), StatusCode::NOT_FOUND)
 }
 
 /// A method the route does not take: 405 in the same JSON shape as every other error here.

@@ -466,6 +466,11 @@ async fn every_route_needs_the_account_scope(h: &TestServer) {
     let (status, _, body) = get(h, "/account/api/totp/start", Some(&at)).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(body["error"], "invalid_request");
+    // A path under the API that does not exist answers JSON, as the API's other errors do.
+    let resp = reqwest::Client::new().get(h.url("/account/api/nope")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
 }
 
 async fn two_factor_of_db(h: &TestServer, email: &str) -> Option<bool> {
