@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::authorize::current_session;
 use super::client_ip::ClientIp;
 use super::error::{PageError, no_store, page_or_error, render_page_error};
-use super::extract::{self, SESSION_COOKIE, browser_hash, cookie_name, csrf_guard, csrf_token, field, locale};
+use super::extract::{self, SESSION_COOKIE, browser_hash, cookie_name, csrf_token, field, locale};
+use super::login::read_form;
 use crate::app::AppState;
 use crate::auth::email_otp::{self, CHANGE_EMAIL, Context};
 use crate::auth::limits::{self, CodeGate, Gate, Verdict};
@@ -227,13 +228,13 @@ async fn render_account(
 }
 
 /// The signed-in user behind a request.
-struct Signed {
-    session: LoginSession,
-    user: User,
+pub(super) struct Signed {
+    pub session: LoginSession,
+    pub user: User,
 }
 
 /// `current_session` also records the use for "last active".
-async fn signed_in(app: &AppState, jar: &CookieJar) -> Result<Option<Signed>, PageError> {
+pub(super) async fn signed_in(app: &AppState, jar: &CookieJar) -> Result<Option<Signed>, PageError> {
     let Some(session) = current_session(app, jar).await? else {
         return Ok(None);
     };
@@ -295,11 +296,7 @@ async fn read_post(
     body: Body,
     action: &str,
 ) -> Result<Result<Post, Response>, PageError> {
-    let pairs = extract::form(headers, body).await.map_err(|e| match e {
-        extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
-        extract::BodyError::NotForm | extract::BodyError::ControlChar => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
-    })?;
-    csrf_guard(app, jar, headers, field(&pairs, "csrf"))?;
+    let pairs = read_form(app, headers, jar, body).await?;
     let Some(signed) = signed_in(app, jar).await? else {
         return Ok(Err(no_store(Redirect::to(paths::LOGIN).into_response())));
     };

@@ -11,15 +11,17 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use serde::Serialize;
 
-use super::authorize::current_session;
+use super::account::{Signed, signed_in};
 use super::client_ip::ClientIp;
 use super::error::{PageError, no_store, render_page_error};
-use super::extract::{self, csrf_guard, csrf_token, field, locale};
+use super::extract::{self, csrf_token, field, locale};
+use super::login::read_form;
 use crate::app::AppState;
+use crate::auth::attempt::Action;
 use crate::auth::second_factor::{self, Confirmed, Enrolment, TotpState};
 use crate::auth::totp;
 use crate::paths;
-use crate::store::{LoginSession, NewEvent, User};
+use crate::store::{NewEvent, User};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,38 +30,6 @@ pub fn routes() -> Router<AppState> {
         .route(paths::TWO_FACTOR_CONFIRM, post(confirm_post))
         .route(paths::TWO_FACTOR_DISABLE, post(disable_post))
         .route(paths::TWO_FACTOR_BACKUP_CODES, post(regenerate_post))
-}
-
-/// The sensitive actions of these pages: the re-authentication page sends the user back to
-/// the one named in `then`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sensitive {
-    /// Turning TOTP on: a stolen session that enrolled the thief's phone would lock the owner
-    /// out of their own account (GitHub's sudo mode guards this too).
-    EnableTotp,
-    DisableTotp,
-    RegenerateBackupCodes,
-}
-
-impl Sensitive {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sensitive::EnableTotp => "enable_totp",
-            Sensitive::DisableTotp => "disable_totp",
-            Sensitive::RegenerateBackupCodes => "regenerate_backup_codes",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Sensitive> {
-        [Sensitive::EnableTotp, Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes]
-            .into_iter()
-            .find(|a| a.as_str() == s)
-    }
-
-    /// The page the action is started from, where the user lands after re-authenticating.
-    pub fn page(self) -> &'static str {
-        paths::TWO_FACTOR
-    }
 }
 
 /// The page a request is answered with, or where it is sent.
@@ -74,23 +44,6 @@ fn page<S: Serialize>(app: &AppState, jar: CookieJar, name: &str, ctx: &S, loc: 
 
 fn see_other(to: &str) -> Response {
     no_store(Redirect::to(to).into_response())
-}
-
-async fn signed_in(app: &AppState, jar: &CookieJar) -> Result<Option<(LoginSession, User)>, PageError> {
-    let Some(s) = current_session(app, jar).await? else {
-        return Ok(None);
-    };
-    Ok(app.db.user_get(&s.user_id).await?.map(|u| (s, u)))
-}
-
-/// A form post: bounded body, then the CSRF check, before anything is read or written.
-async fn read_form(app: &AppState, headers: &HeaderMap, jar: &CookieJar, body: Body) -> Result<Vec<(String, String)>, PageError> {
-    let pairs = extract::form(headers, body).await.map_err(|e| match e {
-        extract::BodyError::TooLarge => PageError::new(StatusCode::PAYLOAD_TOO_LARGE, "error.bad_request"),
-        extract::BodyError::NotForm | extract::BodyError::ControlChar => PageError::new(StatusCode::BAD_REQUEST, "error.bad_request"),
-    })?;
-    csrf_guard(app, jar, headers, field(&pairs, "csrf"))?;
-    Ok(pairs)
 }
 
 fn user_agent(headers: &HeaderMap) -> Option<&str> {
@@ -131,7 +84,7 @@ pub async fn status_get(State(app): State<AppState>, headers: HeaderMap, jar: Co
 }
 
 async fn status(app: &AppState, jar: CookieJar, loc: &str, query: Option<&str>) -> Answer {
-    let Some((_, user)) = signed_in(app, &jar).await? else {
+    let Some(Signed { user, .. }) = signed_in(app, &jar).await? else {
         return Ok(see_other(paths::LOGIN));
     };
     let now = app.clock.now();
@@ -199,7 +152,7 @@ pub async fn enable_post(State(app): State<AppState>, headers: HeaderMap, jar: C
 async fn enable(app: &AppState, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
     // Only the start needs a recent login: the confirmation can only finish a secret that a
     // recent session started.
-    let user = match sensitive(app, headers, &jar, body, Sensitive::EnableTotp).await? {
+    let user = match sensitive(app, headers, &jar, body, Action::EnableTotp).await? {
         Ok(u) => u,
         Err(redirect) => return Ok(redirect),
     };
@@ -248,7 +201,7 @@ pub async fn confirm_post(State(app): State<AppState>, ip: ClientIp, headers: He
 
 async fn confirm(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
     let pairs = read_form(app, headers, &jar, body).await?;
-    let Some((_, user)) = signed_in(app, &jar).await? else {
+    let Some(Signed { user, .. }) = signed_in(app, &jar).await? else {
         return Ok(see_other(paths::LOGIN));
     };
     let ip = ip.to_string();
@@ -263,7 +216,7 @@ async fn confirm(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJ
 }
 
 /// The session is too old for a sensitive action: re-authenticate, then back to it.
-fn reauth(action: Sensitive) -> Response {
+fn reauth(action: Action) -> Response {
     see_other(&format!("{}?then={}", paths::REAUTH, action.as_str()))
 }
 
@@ -273,10 +226,10 @@ async fn sensitive(
     headers: &HeaderMap,
     jar: &CookieJar,
     body: Body,
-    action: Sensitive,
+    action: Action,
 ) -> Result<Result<User, Response>, PageError> {
     read_form(app, headers, jar, body).await?;
-    let Some((session, user)) = signed_in(app, jar).await? else {
+    let Some(Signed { session, user }) = signed_in(app, jar).await? else {
         return Ok(Err(see_other(paths::LOGIN)));
     };
     if !totp::recent_enough(session.auth_time, app.clock.now(), app.config.reauth_after) {
@@ -291,7 +244,7 @@ pub async fn disable_post(State(app): State<AppState>, ip: ClientIp, headers: He
 }
 
 async fn disable(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
-    let user = match sensitive(app, headers, &jar, body, Sensitive::DisableTotp).await? {
+    let user = match sensitive(app, headers, &jar, body, Action::DisableTotp).await? {
         Ok(u) => u,
         Err(redirect) => return Ok(redirect),
     };
@@ -308,7 +261,7 @@ pub async fn regenerate_post(State(app): State<AppState>, ip: ClientIp, headers:
 }
 
 async fn regenerate(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: CookieJar, loc: &str, body: Body) -> Answer {
-    let user = match sensitive(app, headers, &jar, body, Sensitive::RegenerateBackupCodes).await? {
+    let user = match sensitive(app, headers, &jar, body, Action::RegenerateBackupCodes).await? {
         Ok(u) => u,
         Err(redirect) => return Ok(redirect),
     };
@@ -325,10 +278,10 @@ mod tests {
 
     #[test]
     fn sensitive_actions_round_trip_by_name() {
-        for a in [Sensitive::EnableTotp, Sensitive::DisableTotp, Sensitive::RegenerateBackupCodes] {
-            assert_eq!(Sensitive::parse(a.as_str()), Some(a));
+        for a in [Action::EnableTotp, Action::DisableTotp, Action::RegenerateBackupCodes] {
+            assert_eq!(Action::parse(a.as_str()), a);
             assert_eq!(a.page(), paths::TWO_FACTOR);
         }
-        assert_eq!(Sensitive::parse("delete_everything"), None);
+        assert_eq!(Action::parse("delete_everything"), Action::Account);
     }
 }
