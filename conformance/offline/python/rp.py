@@ -219,8 +219,12 @@ def _():
     assert new["access_token"] != old["access_token"], "a new access token"
     assert new.get("refresh_token") and new["refresh_token"] != old["refresh_token"], "rotation"
     if "id_token" in new:
-        claims = rp.parse_id_token(new, nonce=state["claims"].get("nonce"))
-        assert claims["sub"] == state["claims"]["sub"], "sub"
+        # OIDC Core §12.2: the refreshed ID token SHOULD NOT carry a nonce, and one it
+        # carries must be the original's; sub, aud and auth_time stay the same.
+        claims = rp.parse_id_token(new, nonce=None)
+        assert claims.get("nonce") in (None, state["claims"]["nonce"]), "nonce"
+        for c in ("sub", "aud", "auth_time"):
+            assert claims.get(c) == state["claims"].get(c), c
     info = rp.userinfo(token=new)
     assert info["sub"] == state["claims"]["sub"], "sub"
     state["token"] = new
