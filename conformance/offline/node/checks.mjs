@@ -7,6 +7,7 @@
 // Run by conformance/offline/run, which starts clef and sets CLEF_ISSUER, CLEF_BIN, CONF_EMAIL,
 // CONF_PASSWORD and the env clef's CLI needs.
 
+import { execFileSync } from 'node:child_process';
 import * as http from 'node:http';
 import * as client from 'openid-client';
 import * as jose from 'jose';
@@ -699,6 +700,49 @@ await check('oidcc-backchannel-rp-initiated-logout', async () => {
 
 // ---- Dynamic OP --------------------------------------------------------------------------
 
+// The redirect_uri query modules need a client registered with a query; the CLI makes one.
+const QUERY_CB = `${CB}?foo=bar`;
+const withQuery = createClient('conformance-query', ['--redirect-uri', QUERY_CB]);
+const queryCfg = await rp(withQuery);
+
+await check('oidcc-redirect-uri-query-ok', async () => {
+  // RFC 6749 §3.1.2: the registered query is kept and the response's parameters added to it.
+  const s = await start(queryCfg, { redirect_uri: QUERY_CB });
+  const back = await browser.authorize(s.url, { redirectPrefix: RP });
+  eq(back.kind, 'redirect', 'answer');
+  eq(back.params.foo, 'bar', 'the registered query');
+  eq(back.params.state, s.state, 'state');
+  // openid-client sends the callback URL less its whole query as redirect_uri, so this one
+  // exchange is made by hand, with the registered URI (RFC 6749 §4.1.3).
+  const resp = await fetch(meta.token_endpoint, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${withQuery.client_id}:${withQuery.client_secret}`).toString('base64')}`,
+    },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code: back.params.code, redirect_uri: QUERY_CB, code_verifier: s.verifier }),
+  });
+  eq(resp.status, 200, 'token endpoint status');
+  const tokens = await resp.json();
+  const jwks = jose.createRemoteJWKSet(new URL(meta.jwks_uri));
+  const { payload } = await jose.jwtVerify(tokens.id_token, jwks, { issuer, audience: withQuery.client_id });
+  eq(payload.nonce, s.nonce, 'nonce');
+});
+
+await check('oidcc-redirect-uri-query-mismatch', async () => {
+  const s = await start(queryCfg, { redirect_uri: `${CB}?foo=zot` });
+  const back = await new Browser().authorize(s.url, { redirectPrefix: RP });
+  eq(back.kind, 'page', 'answer (exact match, OIDC Core §3.1.2.1)');
+  assert(back.page.status >= 400, `status ${back.page.status}`);
+});
+
+await check('oidcc-redirect-uri-query-added', async () => {
+  const s = await start(cfg, { redirect_uri: `${CB}?foo=bar` });
+  const back = await new Browser().authorize(s.url, { redirectPrefix: RP });
+  eq(back.kind, 'page', 'answer (exact match)');
+  assert(back.page.status >= 400, `status ${back.page.status}`);
+});
+
 async function register(metadata) {
   const resp = await fetch(meta.registration_endpoint, {
     method: 'POST',
@@ -763,6 +807,40 @@ await check('oidcc-idtoken-rs256', async () => {
   const c = await rp(r.body);
   const { tokens } = await login(c, new Browser());
   eq(jwtParts(tokens.id_token).header.alg, 'RS256', 'alg');
+});
+
+// ---- slow modules (CONF_SLOW=1), last: they rotate keys and wait -------------------------
+
+const slow = () => {
+  if (!process.env.CONF_SLOW) throw new Skip('slow (30 s): set CONF_SLOW=1 to run it');
+};
+
+await check('oidcc-codereuse-30seconds (with the wait)', async () => {
+  slow();
+  const s = await start(cfg, { scope: 'openid email' });
+  const back = await browser.authorize(s.url, { redirectPrefix: RP });
+  const tokens = await finish(cfg, s, back);
+  await sleep(30_000);
+  await rejects(finish(cfg, s, back), 'invalid_grant', 'second use of the code after 30 s');
+  await rejects(client.fetchUserInfo(cfg, tokens.access_token, tokens.claims().sub), 'invalid_token', 'access token after reuse');
+});
+
+await check('oidcc-server-rotate-keys', async () => {
+  slow();
+  // The operator rotates (README "Commands"); running servers switch within 30 s. The RP
+  // finds the new kid by fetching the JWKS again (OIDC Core §10.1.1).
+  const before = jwtParts((await login(cfg, browser)).tokens.id_token).header.kid;
+  execFileSync(env.clef, ['keys', 'rotate'], { env: process.env, stdio: 'ignore', timeout: 20_000 });
+  let kid = before;
+  for (let i = 0; i < 20 && kid === before; i++) {
+    await sleep(2000);
+    // A fresh RP each time: openid-client re-fetches a JWKS for an unknown kid only after a
+    // cool-down, and what is checked here is the server's switch.
+    kid = jwtParts((await login(await rp(basic), browser)).tokens.id_token).header.kid;
+  }
+  assert(kid !== before, 'the ID tokens are still signed with the old key after 40 s');
+  const jwks = await (await fetch(meta.jwks_uri)).json();
+  assert(jwks.keys.some((k) => k.kid === before), 'the old key left the JWKS while its tokens live');
 });
 
 // ---- the tally ---------------------------------------------------------------------------
