@@ -79,7 +79,10 @@ const insecure = { execute: [client.allowInsecureRequests] };
 async function rp(created, auth) {
   const secret = created.client_secret;
   const method = auth ?? (secret ? client.ClientSecretBasic(secret) : client.None());
-  const config = await client.discovery(new URL(issuer), created.client_id, secret ?? undefined, method, insecure);
+  // A registration response (RFC 7591 §3.2.1) is the client's metadata as the library takes it
+  // (userinfo_signed_response_alg, id_token_signed_response_alg, …); the CLI's has a few fields.
+  const metadata = Object.fromEntries(Object.entries(created).filter(([k, v]) => v !== null && k !== 'client_id'));
+  const config = await client.discovery(new URL(issuer), created.client_id, metadata, method, insecure);
   // OIDC Core §3.1.3.7 lets an RP skip the ID token signature over TLS; check it anyway.
   client.enableNonRepudiationChecks(config);
   return config;
@@ -663,11 +666,21 @@ await check('oidcc-backchannel-rp-initiated-logout', async () => {
   needs(meta, 'backchannel_logout_supported');
   const listener = await logoutListener();
   try {
-    const bcl = createClient('conformance-bcl', [
-      '--redirect-uri', CB,
-      '--post-logout-redirect-uri', LOGGED_OUT,
-      '--backchannel-logout-uri', listener.url,
-    ]);
+    // Back-Channel Logout §2.2: the client registers where its logout tokens go, by the CLI,
+    // or by registration metadata when the CLI has no such flag.
+    let bcl;
+    try {
+      bcl = createClient('conformance-bcl', [
+        '--redirect-uri', CB,
+        '--post-logout-redirect-uri', LOGGED_OUT,
+        '--backchannel-logout-uri', listener.url,
+      ]);
+    } catch (e) {
+      if (!meta.registration_endpoint) throw new Error(`clients create --backchannel-logout-uri failed: ${e.stderr ?? e.message}`);
+      const r = await register({ post_logout_redirect_uris: [LOGGED_OUT], backchannel_logout_uri: listener.url, backchannel_logout_session_required: true });
+      eq(r.status, 201, 'registration with backchannel_logout_uri');
+      bcl = r.body;
+    }
     const c = await rp(bcl);
     const { b, tokens, claims } = await loggedIn(c);
     if (meta.backchannel_logout_session_supported) assert(claims.sid, 'ID token without sid (Back-Channel Logout §2.1)');
@@ -787,6 +800,73 @@ await check('oidcc-registration-sector-bad', async () => {
   const r = await register({ subject_type: 'pairwise', sector_identifier_uri: 'https://127.0.0.1:9/sector.json' });
   eq(r.status, 400, 'status');
   eq(r.body.error, 'invalid_client_metadata', 'error');
+});
+
+await check('oidcc-registration-sector-uri', async () => {
+  needs(meta, 'subject_types_supported', 'pairwise');
+  needs(meta, 'registration_endpoint');
+  throw new Skip('n/a offline: a sector_identifier_uri must be https (OIDC Registration §2), which needs a certificate clef trusts');
+});
+
+await check('oidcc-registration-pairwise (sectors of the redirect hosts)', async () => {
+  needs(meta, 'subject_types_supported', 'pairwise');
+  needs(meta, 'registration_endpoint');
+  // OIDC Core §8.1: without a sector_identifier_uri the sector is the redirect URI's host, so
+  // two clients on one host see one sub and a client on another host another.
+  const subFor = async (redirect) => {
+    const r = await register({ redirect_uris: [redirect], subject_type: 'pairwise' });
+    eq(r.status, 201, 'status');
+    const c = await rp(r.body);
+    const s = await start(c, { redirect_uri: redirect });
+    const back = await browser.authorize(s.url, { redirectPrefix: redirect });
+    return (await finish(c, s, back)).claims().sub;
+  };
+  const a = await subFor('http://127.0.0.1/pairwise-a/cb');
+  const a2 = await subFor('http://127.0.0.1/pairwise-a2/cb');
+  const b = await subFor('http://localhost/pairwise-b/cb');
+  eq(a2, a, 'sub within one sector');
+  assert(a !== b, 'the same sub in two sectors');
+  assert(a !== first.claims.sub, 'a pairwise sub equal to the public one');
+});
+
+/** An RSA key for private_key_jwt (RFC 7523 §2.2), its public JWKS, and a loopback jwks_uri. */
+async function clientKeys() {
+  const { privateKey, publicKey } = await jose.generateKeyPair('RS256', { extractable: true });
+  const jwk = { ...(await jose.exportJWK(publicKey)), alg: 'RS256', use: 'sig', kid: 'conformance-1' };
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { privateKey, jwks: { keys: [jwk] }, uri: `http://127.0.0.1:${server.address().port}/jwks`, close: () => server.close() };
+}
+
+await check('oidcc-registration-jwks (private_key_jwt)', async () => {
+  needs(meta, 'token_endpoint_auth_methods_supported', 'private_key_jwt');
+  needs(meta, 'registration_endpoint');
+  const keys = await clientKeys();
+  try {
+    const r = await register({ token_endpoint_auth_method: 'private_key_jwt', jwks: keys.jwks });
+    eq(r.status, 201, 'status');
+    const c = await rp(r.body, client.PrivateKeyJwt({ key: keys.privateKey, kid: 'conformance-1' }));
+    const { tokens } = await login(c, new Browser());
+    await client.refreshTokenGrant(c, tokens.refresh_token);
+  } finally {
+    keys.close();
+  }
+});
+
+await check('oidcc-registration-jwks-uri', async () => {
+  needs(meta, 'token_endpoint_auth_methods_supported', 'private_key_jwt');
+  needs(meta, 'registration_endpoint');
+  const keys = await clientKeys();
+  try {
+    const r = await register({ token_endpoint_auth_method: 'private_key_jwt', jwks_uri: keys.uri });
+    eq(r.status, 201, 'status');
+    const c = await rp(r.body, client.PrivateKeyJwt({ key: keys.privateKey, kid: 'conformance-1' }));
+    await login(c, new Browser());
+  } finally {
+    keys.close();
+  }
 });
 
 await check('oidcc-userinfo-rs256', async () => {
