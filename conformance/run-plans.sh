@@ -15,6 +15,7 @@
 # CONFORMANCE_TOKEN  an API token, for the hosted suite (www.certification.openid.net)
 # CLEF_BIN      the clef binary (default: target/release/clef, built when missing)
 # ALIAS         the suite alias for static clients (default clef); redirect URIs depend on it
+# RENDER_ONLY=1 start clef, create the clients and render the configurations, but run nothing
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -67,7 +68,7 @@ export USER_PASSWORD="${USER_PASSWORD:-$(head -c 18 /dev/urandom | base64 | tr -
 cd "$work"
 "$CLEF_BIN" migrate
 echo "$USER_PASSWORD" | "$CLEF_BIN" users create --email "$USER_EMAIL" --password-stdin --name "Conformance User" \
-    --verified --phone +15555550100 --address "1 Conformance Way, Portland, OR 97201"
+    --verified --phone +15555550100 --address "1 Conformance Way, Portland, OR 97201" >/dev/null
 
 # The suite's URLs for static clients (https://openid.net/certification/connect_op_testing/):
 # callback, post_logout_redirect and backchannel_logout under /test/a/ALIAS/.
@@ -80,18 +81,37 @@ client() { # name, extra flags…  → prints "id secret"
 read -r CLIENT_ID CLIENT_SECRET < <(client "conformance client 1" --post-logout-redirect-uri "$base/post_logout_redirect")
 read -r CLIENT2_ID CLIENT2_SECRET < <(client "conformance client 2" --post-logout-redirect-uri "$base/post_logout_redirect")
 read -r POST_CLIENT_ID POST_CLIENT_SECRET < <(client "conformance client_secret_post")
+[ -n "$CLIENT_ID" ] && [ -n "$CLIENT2_ID" ] && [ -n "$POST_CLIENT_ID" ] || { echo "clients create failed" >&2; exit 1; }
 export ALIAS CLIENT_ID CLIENT_SECRET CLIENT2_ID CLIENT2_SECRET POST_CLIENT_ID POST_CLIENT_SECRET
+"$CLEF_BIN" serve >"$work/clef.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do curl -fsS "http://$CLEF_LISTEN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fsS "http://$CLEF_LISTEN/.well-known/openid-configuration" -o "$work/discovery.json" ||
+    { cat "$work/clef.log" >&2; echo "clef did not start" >&2; exit 1; }
+if [ -z "${RENDER_ONLY:-}" ]; then
+    curl -fsS "$CLEF_ISSUER/.well-known/openid-configuration" >/dev/null ||
+        { echo "clef is not reachable at $CLEF_ISSUER (check the proxy)" >&2; exit 1; }
+fi
+
+# A plan whose feature this clef does not advertise would fail at its first module: leave it out
+# and say so (the offline runner skips the same checks with the same reason).
+advertised() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d.get(sys.argv[2]); sys.exit(0 if v is True or (isinstance(v, str) and v) else 1)' "$work/discovery.json" "$1"; }
+kept=()
+for p in "${plans[@]}"; do
+    case "$p" in
+        backchannel-logout) advertised backchannel_logout_supported || { echo "== leaving out $p: not advertised: backchannel_logout_supported"; continue; } ;;
+        dynamic) advertised registration_endpoint || { echo "== leaving out $p: not advertised: registration_endpoint (set CLEF_REGISTRATION)"; continue; } ;;
+    esac
+    kept+=("$p")
+done
+plans=("${kept[@]}")
+[ ${#plans[@]} -gt 0 ] || { echo "no plan left to run" >&2; exit 1; }
 if [[ " ${plans[*]} " == *" backchannel-logout "* ]]; then
     # Back-Channel Logout 1.0 §2.2: the suite listens at …/backchannel_logout.
     read -r BCL_ID BCL_SECRET < <(client "conformance back-channel" \
         --post-logout-redirect-uri "$base/post_logout_redirect" --backchannel-logout-uri "$base/backchannel_logout")
+    [ -n "$BCL_ID" ] || { echo "clients create --backchannel-logout-uri failed" >&2; exit 1; }
 fi
-
-"$CLEF_BIN" serve >"$work/clef.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do curl -fsS "http://$CLEF_LISTEN/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS "$CLEF_ISSUER/.well-known/openid-configuration" >/dev/null ||
-    { echo "clef is not reachable at $CLEF_ISSUER (check the proxy)" >&2; exit 1; }
 
 args=()
 for p in "${plans[@]}"; do
@@ -115,6 +135,11 @@ json.dump([e for e in entries if any(fnmatch.fnmatch(c, e["configuration-filenam
 PY
 done
 
+if [ -n "${RENDER_ONLY:-}" ]; then
+    echo "== RENDER_ONLY: would run, in $SUITE_DIR:"
+    echo "python3 scripts/run-test-plan.py --expected-skips-file $work/expected-skips.list --expected-failures-file $work/expected-failures.list ${args[*]}"
+    exit 0
+fi
 cd "$SUITE_DIR"
 python3 scripts/run-test-plan.py \
     --expected-skips-file "$work/expected-skips.list" \
