@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import traceback
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 from authlib.common.security import generate_token
@@ -89,6 +89,7 @@ def forms(page):
     found = []
     for m in re.finditer(r"<form\b([^>]*)>(.*?)</form>", page, re.S):
         action = re.search(r'\saction="([^"]*)"', " " + m.group(1))
+        form_id = re.search(r'\sid="([^"]*)"', " " + m.group(1))
         fields = []
         for i in re.finditer(r"<input\b[^>]*>", m.group(2)):
             n = re.search(r'\sname="([^"]*)"', i.group(0))
@@ -96,7 +97,12 @@ def forms(page):
             if n:
                 fields.append((html.unescape(n.group(1)), html.unescape(v.group(1)) if v else ""))
         buttons = re.findall(r'<button\b[^>]*name="decision"[^>]*value="([^"]*)"', m.group(2))
-        found.append({"action": html.unescape(action.group(1)) if action else None, "fields": fields, "decisions": buttons})
+        found.append({
+            "action": html.unescape(action.group(1)) if action else None,
+            "id": form_id.group(1) if form_id else None,
+            "fields": fields,
+            "decisions": buttons,
+        })
     return found
 
 
@@ -115,7 +121,9 @@ class Browser:
         return self.s.request(method, url, data=data, headers=headers, allow_redirects=False, timeout=15)
 
     def authorize(self, url, redirect_prefix=RP):
-        """Follows the flow to the client; returns the callback URL."""
+        """Follows the flow to the client; returns the callback URL, or for a form_post
+        answer (OAuth 2.0 Form Post Response Mode §2) the URL the form posts to, with the
+        posted fields as its query."""
         resp = self.request("GET", url)
         logged_in = consented = False
         for _ in range(15):
@@ -126,6 +134,10 @@ class Browser:
                 resp = self.request("GET", nxt)
                 continue
             fs = forms(resp.text)
+            posted = next((f for f in fs if f["id"] == "form_post"), None)
+            if posted:
+                assert posted["action"].startswith(redirect_prefix), posted["action"]
+                return posted["action"] + "?" + urlencode(posted["fields"])
             login = next((f for f in fs if any(n == "password" for n, _ in f["fields"])), None)
             if login and not logged_in:
                 logged_in = True
@@ -201,6 +213,20 @@ def _():
     assert "at_hash" in claims, "at_hash (OIDC Core §3.1.3.6)"
     assert claims.get("email") == EMAIL, "email"
     state.update(token=token, claims=claims)
+
+
+@check("oidcc-server (response_mode=form_post)")
+def _():
+    token, claims, _s, _q = code_flow(rp, browser, response_mode="form_post")
+    assert claims["sub"] == state["claims"]["sub"], "sub"
+
+
+@check("oidcc-prompt-none-not-logged-in")
+def _():
+    started = rp.create_authorization_url(CB, prompt="none")
+    q = parse_qs(urlsplit(Browser().authorize(started["url"])).query)
+    assert q.get("error") == ["login_required"], q
+    assert q.get("state") == [started["state"]], "state"
 
 
 @check("oidcc-userinfo-get")
