@@ -204,6 +204,9 @@ await check('oidcc-server', async () => {
   eq(first.tokens.token_type.toLowerCase(), 'bearer', 'token_type');
 });
 
+// The checks below reuse that login's session; under CONF_ONLY it may not have run.
+if (!first) first = await login(cfg, browser, { scope: 'openid email profile' }).catch(() => undefined);
+
 await check('oidcc-idtoken-signature', async () => {
   const { header } = jwtParts(first.tokens.id_token);
   assert(header.kid, 'ID token without kid');
@@ -794,40 +797,67 @@ await check('oidcc-redirect-uri-regfrag', async () => {
   eq(r.body.error, 'invalid_redirect_uri', 'error (RFC 7591 §3.2.2)');
 });
 
+/** Serves a sector_identifier_uri document (OIDC Registration §5) on loopback. */
+async function sectorDocument(uris) {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(uris));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { uri: `http://127.0.0.1:${server.address().port}/sector.json`, close: () => server.close() };
+}
+
 await check('oidcc-registration-sector-bad', async () => {
   needs(meta, 'subject_types_supported', 'pairwise');
   needs(meta, 'registration_endpoint');
-  // A sector_identifier_uri that cannot be fetched (OIDC Registration §5).
-  const r = await register({ subject_type: 'pairwise', sector_identifier_uri: 'https://127.0.0.1:9/sector.json' });
-  eq(r.status, 400, 'status');
-  eq(r.body.error, 'invalid_client_metadata', 'error');
+  // OIDC Registration §5: every redirect URI must be in the sector document; this one lacks CB.
+  const doc = await sectorDocument(['http://127.0.0.1/somewhere-else/cb']);
+  try {
+    const r = await register({ subject_type: 'pairwise', sector_identifier_uri: doc.uri });
+    eq(r.status, 400, 'status');
+    eq(r.body.error, 'invalid_client_metadata', 'error');
+  } finally {
+    doc.close();
+  }
 });
 
-await check('oidcc-registration-sector-uri', async () => {
-  needs(meta, 'subject_types_supported', 'pairwise');
-  needs(meta, 'registration_endpoint');
-  throw new Skip('n/a offline: a sector_identifier_uri must be https (OIDC Registration §2), which needs a certificate clef trusts');
-});
+/** Registers a pairwise client and returns the sub it sees for the test user. */
+async function pairwiseSub(redirects, extra = {}) {
+  const r = await register({ redirect_uris: redirects, subject_type: 'pairwise', ...extra });
+  eq(r.status, 201, `registration of a pairwise client (${r.body.error_description ?? ''})`);
+  const c = await rp(r.body);
+  const s = await start(c, { redirect_uri: redirects[0] });
+  const back = await browser.authorize(s.url, { redirectPrefix: redirects[0] });
+  return (await finish(c, s, back)).claims().sub;
+}
 
 await check('oidcc-registration-pairwise (sectors of the redirect hosts)', async () => {
   needs(meta, 'subject_types_supported', 'pairwise');
   needs(meta, 'registration_endpoint');
   // OIDC Core §8.1: without a sector_identifier_uri the sector is the redirect URI's host, so
   // two clients on one host see one sub and a client on another host another.
-  const subFor = async (redirect) => {
-    const r = await register({ redirect_uris: [redirect], subject_type: 'pairwise' });
-    eq(r.status, 201, 'status');
-    const c = await rp(r.body);
-    const s = await start(c, { redirect_uri: redirect });
-    const back = await browser.authorize(s.url, { redirectPrefix: redirect });
-    return (await finish(c, s, back)).claims().sub;
-  };
-  const a = await subFor('http://127.0.0.1/pairwise-a/cb');
-  const a2 = await subFor('http://127.0.0.1/pairwise-a2/cb');
-  const b = await subFor('http://localhost/pairwise-b/cb');
+  const a = await pairwiseSub(['http://127.0.0.1/pairwise-a/cb']);
+  const a2 = await pairwiseSub(['http://127.0.0.1/pairwise-a2/cb']);
+  const b = await pairwiseSub(['http://localhost/pairwise-b/cb']);
   eq(a2, a, 'sub within one sector');
   assert(a !== b, 'the same sub in two sectors');
   assert(a !== first.claims.sub, 'a pairwise sub equal to the public one');
+});
+
+await check('oidcc-registration-sector-uri', async () => {
+  needs(meta, 'subject_types_supported', 'pairwise');
+  needs(meta, 'registration_endpoint');
+  // Redirect URIs on two hosts, one sector: the sector_identifier_uri's host (OIDC Core §8.1),
+  // here 127.0.0.1, so the sub is the one a pairwise client on 127.0.0.1 sees. clef fetches a
+  // plain-http sector document only on loopback, when it runs on loopback itself.
+  const redirects = ['http://localhost/sector-c/cb', 'http://127.0.0.1/sector-c/cb'];
+  const doc = await sectorDocument(redirects);
+  try {
+    const viaSector = await pairwiseSub(redirects, { sector_identifier_uri: doc.uri });
+    const onHost = await pairwiseSub(['http://127.0.0.1/pairwise-d/cb']);
+    eq(viaSector, onHost, "sub of the sector_identifier_uri's host");
+  } finally {
+    doc.close();
+  }
 });
 
 /** An RSA key for private_key_jwt (RFC 7523 §2.2), its public JWKS, and a loopback jwks_uri. */
@@ -846,7 +876,7 @@ await check('oidcc-registration-jwks (private_key_jwt)', async () => {
   needs(meta, 'registration_endpoint');
   const keys = await clientKeys();
   try {
-    const r = await register({ token_endpoint_auth_method: 'private_key_jwt', jwks: keys.jwks });
+    const r = await register({ token_endpoint_auth_method: 'private_key_jwt', jwks: keys.jwks, grant_types: ['authorization_code', 'refresh_token'] });
     eq(r.status, 201, 'status');
     const c = await rp(r.body, client.PrivateKeyJwt({ key: keys.privateKey, kid: 'conformance-1' }));
     const { tokens } = await login(c, new Browser());
