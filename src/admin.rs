@@ -133,8 +133,13 @@ pub async fn end_sessions(db: &Db, email: &str, now: i64) -> Result<u64, AdminEr
         )));
     };
     let n = db.sessions_end_all_for_user(&user.user_id, now).await?;
-    db.event_record(&user.user_id, crate::store::EventKind::OperatorSessionsEnded, &crate::store::NewEvent::default(), now)
-        .await?;
+    db.event_record(
+        &user.user_id,
+        crate::store::EventKind::OperatorSessionsEnded,
+        &crate::store::NewEvent::default(),
+        now,
+    )
+    .await?;
     tracing::info!(user_id = %user.user_id, sessions_ended = n, "sessions ended by the operator");
     Ok(n)
 }

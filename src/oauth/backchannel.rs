@@ -131,10 +131,21 @@ mod tests {
 
     #[test]
     fn uri_rules() {
-        for ok in ["https://rp.example/bcl", "https://rp.example/bcl?x=1", "http://127.0.0.1:9000/bcl", "http://localhost/b"] {
+        for ok in [
+            "https://rp.example/bcl",
+            "https://rp.example/bcl?x=1",
+            "http://127.0.0.1:9000/bcl",
+            "http://localhost/b",
+        ] {
             check_registrable(ok).unwrap();
         }
-        for bad in ["/bcl", "https://rp.example/bcl#x", "http://rp.example/bcl", "com.example.app:/bcl", "ftp://rp.example/"] {
+        for bad in [
+            "/bcl",
+            "https://rp.example/bcl#x",
+            "http://rp.example/bcl",
+            "com.example.app:/bcl",
+            "ftp://rp.example/",
+        ] {
             assert!(check_registrable(bad).is_err(), "{bad}");
         }
     }

@@ -60,11 +60,7 @@ async fn endpoint(State(b): State<Behaviour>, headers: HeaderMap, body: String) 
         .find(|(k, _)| k == "logout_token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let _ = b.tx.send(Received {
         content_type,
         logout_token: token,
@@ -300,7 +296,13 @@ async fn rp_initiated_logout_tells_the_clients_of_the_session(h: &TestServer) {
     // The session's refresh tokens went with it, for every client of the session (§2.7);
     // the other session's did not.
     assert!(a.refresh(&seen.refresh.unwrap()).await.unwrap_err().contains("invalid_grant"));
-    assert!(plain.refresh(&plain_seen.refresh.unwrap()).await.unwrap_err().contains("invalid_grant"));
+    assert!(
+        plain
+            .refresh(&plain_seen.refresh.unwrap())
+            .await
+            .unwrap_err()
+            .contains("invalid_grant")
+    );
     other.refresh(&elsewhere.refresh.unwrap()).await.unwrap();
     // A code issued in the session but not yet redeemed does not outlive it.
     let b2 = h.browser();
@@ -396,15 +398,40 @@ async fn operator_ends_sessions_from_the_cli(h: &TestServer) {
     let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     // A non-loopback http URI is refused, and so is session-required without a URI.
     for bad in [
-        args(&["clients", "create", "--name", "x", "--redirect-uri", "https://x.example/cb", "--backchannel-logout-uri", "http://x.example/bcl"]),
-        args(&["clients", "create", "--name", "x", "--redirect-uri", "https://x.example/cb", "--backchannel-logout-session-required"]),
+        args(&[
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--redirect-uri",
+            "https://x.example/cb",
+            "--backchannel-logout-uri",
+            "http://x.example/bcl",
+        ]),
+        args(&[
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--redirect-uri",
+            "https://x.example/cb",
+            "--backchannel-logout-session-required",
+        ]),
     ] {
         let (ok, _, err) = run(bad).await.unwrap();
         assert!(!ok && err.contains("backchannel"), "{err}");
     }
     let (ok, out, err) = run(args(&[
-        "clients", "create", "--name", "opa", "--redirect-uri", "http://127.0.0.1/opa/cb", "--skip-consent",
-        "--backchannel-logout-uri", &la.url, "--json",
+        "clients",
+        "create",
+        "--name",
+        "opa",
+        "--redirect-uri",
+        "http://127.0.0.1/opa/cb",
+        "--skip-consent",
+        "--backchannel-logout-uri",
+        &la.url,
+        "--json",
     ]))
     .await
     .unwrap();
