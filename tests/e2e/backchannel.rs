@@ -542,3 +542,87 @@ e2e!(
     delivery_gives_up_after_three_attempts,
     pending_notification_survives_a_restart,
 );
+
+/// Several instances claiming the queue at once never take the same row (PostgreSQL: `for
+/// update skip locked`; SQLite: one writer at a time). Run on the store directly, with no
+/// server whose own worker would take rows too.
+async fn claims_are_exclusive(url: &str) {
+    use clef::store::{Db, LoginSession, SessionMeta};
+    let db = Db::connect(url).await.unwrap();
+    db.migrate().await.unwrap();
+    let now = 1_800_000_000;
+    let hasher = clef::auth::password::Hasher::new(1);
+    let spec = clef::admin::UserSpec {
+        email: "q@example.test".into(),
+        ..Default::default()
+    };
+    let user = clef::admin::create_user(&db, &hasher, &spec, now).await.unwrap();
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let spec = ClientSpec {
+            name: format!("q{i}"),
+            redirect_uris: vec!["http://127.0.0.1/q/cb".into()],
+            backchannel_logout_uri: Some("http://127.0.0.1:9/bcl".into()),
+            ..ClientSpec::default()
+        };
+        clients.push(clef::admin::create_client(&db, &spec, now).await.unwrap().client_id);
+    }
+    for i in 0..10 {
+        let s = LoginSession {
+            session_hash: format!("h{i}"),
+            user_id: user.clone(),
+            auth_time: now,
+            amr: vec![],
+            acr: String::new(),
+            expires_at: now + 3600,
+            sid: Some(format!("sid{i}")),
+        };
+        db.session_create(&s, &SessionMeta::default(), now).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        for c in &clients {
+            assert!(tx.session_join(&format!("sid{i}"), c, &user, now).await.unwrap());
+        }
+        tx.commit().await.unwrap();
+        assert!(db.session_logout(&format!("h{i}"), now).await.unwrap());
+    }
+    assert_eq!(db.backchannel_pending_count().await.unwrap(), 30);
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let other = Db::connect(url).await.unwrap();
+        workers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..50 {
+                let batch = other.backchannel_claim(now, now + 60, 4).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                got.extend(batch.into_iter().map(|p| p.notification_id));
+            }
+            other.close().await;
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (30, 30), "each row claimed exactly once");
+    // Claimed rows stay out of reach until their lease lapses, then come back.
+    assert!(db.backchannel_claim(now + 59, now + 120, 100).await.unwrap().is_empty());
+    assert_eq!(db.backchannel_claim(now + 60, now + 120, 100).await.unwrap().len(), 30);
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_exclusive_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    claims_are_exclusive(&format!("sqlite://{}", dir.path().join("q.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_exclusive_postgres() {
+    let (name, url) = crate::support::create_pg_database().await;
+    claims_are_exclusive(&url).await;
+    crate::support::drop_pg_database(&name).await;
+}
