@@ -374,6 +374,40 @@ async fn password_reset_tells_the_clients(h: &TestServer) {
     settled(h, &lb).await;
 }
 
+/// Logging in as someone else in the same browser ends the previous user's session, and its
+/// clients hear; ending one session from the account page does too.
+async fn another_login_and_one_session_end_tell_the_clients(h: &TestServer) {
+    let ana = h.user("ana@example.test", PW).await;
+    h.user("bob@example.test", PW).await;
+    let (la, lb) = (Listener::start().await, Listener::start().await);
+    let a = client(h, "swa", Some(&la.url), true).await;
+    let _quiet = client(h, "swb", Some(&lb.url), true).await;
+    let b = h.browser();
+    let seen = log_in_via(&b, &a, "ana@example.test").await;
+    let start = a.start_with(&["email"], &[("prompt", "login")]);
+    let back = b.authorize(&start.url, "bob@example.test", PW).await;
+    let bob = logged_in(&a, &back.location_param("code").unwrap(), start).await;
+    assert_ne!(bob.claims["sid"], seen.claims["sid"], "a new user, a new session");
+    let c = verified(h, &la.next().await, &a.client_id).await;
+    assert_eq!((&c["sub"], &c["sid"]), (&json!(ana), &seen.claims["sid"]));
+
+    // Bob ends his own session from the account page ("log out" on its entry).
+    let page = b.get("/account").await;
+    let csrf = page.input("csrf").unwrap();
+    let handle = page
+        .body
+        .split("name=\"session\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a session handle")
+        .to_owned();
+    let r = b.post("/account/sessions/end", &[("csrf", &csrf), ("session", &handle)]).await;
+    assert_eq!(r.location.as_deref(), Some("/account"), "{}", r.body);
+    let c = verified(h, &la.next().await, &a.client_id).await;
+    assert_eq!(c["sid"], bob.claims["sid"]);
+    settled(h, &lb).await;
+}
+
 /// `clef sessions end --user EMAIL`, run as the operator would, while the server runs; and
 /// the client flags of `clients create` / `clients update`.
 async fn operator_ends_sessions_from_the_cli(h: &TestServer) {
@@ -537,6 +571,7 @@ e2e!(
     rp_initiated_logout_tells_the_clients_of_the_session,
     log_out_everywhere_else_tells_the_clients,
     password_reset_tells_the_clients,
+    another_login_and_one_session_end_tell_the_clients,
     operator_ends_sessions_from_the_cli,
     failed_deliveries_are_retried,
     delivery_gives_up_after_three_attempts,
