@@ -469,6 +469,15 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
             }
         }
         UsersCmd::Delete { user } => {
+            // bcl: the user's sessions end first, so their back-channel clients hear of it
+            // (the queued notifications outlive the user's rows).
+            let found = match db.user_get(&user).await? {
+                Some(u) => Some(u),
+                None => db.user_by_email(&user).await?,
+            };
+            if let Some(u) = found {
+                db.sessions_end_all_for_user(&u.user_id, now).await?;
+            }
             db.user_delete(&user).await.map_err(|e| anyhow::anyhow!("{e}: {user}"))?;
             println!("deleted user {user}");
         }

@@ -496,6 +496,14 @@ async fn operator_ends_sessions_from_the_cli(h: &TestServer) {
     settled(h, &lb).await;
     let (ok, _, err) = run(args(&["sessions", "end", "--user", "nobody@example.test"])).await.unwrap();
     assert!(!ok && err.contains("no user"), "{err}");
+
+    // Deleting the user ends its sessions first: the client hears of that one too.
+    let again = log_in_via(&h.browser(), &a, "op@example.test").await;
+    let (ok, _, err) = run(args(&["users", "delete", "op@example.test"])).await.unwrap();
+    assert!(ok, "{err}");
+    let c = verified(h, &la.next().await, &client_id).await;
+    assert_eq!((&c["sub"], &c["sid"]), (&json!(user), &again.claims["sid"]));
+    settled(h, &lb).await;
 }
 
 /// 503, 503, then 200: the third attempt delivers. The retries wait 10 s, then 60 s, on the
