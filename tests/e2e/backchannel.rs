@@ -34,6 +34,8 @@ struct Behaviour {
     /// Never answer in time (bounded: 30 s), as a stuck relying party.
     hang: Arc<AtomicBool>,
     hits: Arc<AtomicUsize>,
+    /// Answer 307 to this URL instead (an RP trying to bounce the OP elsewhere).
+    redirect: Arc<std::sync::Mutex<Option<String>>>,
     tx: mpsc::UnboundedSender<Received>,
 }
 
@@ -44,8 +46,17 @@ struct Listener {
     rx: Mutex<mpsc::UnboundedReceiver<Received>>,
 }
 
-async fn endpoint(State(b): State<Behaviour>, headers: HeaderMap, body: String) -> StatusCode {
+async fn endpoint(State(b): State<Behaviour>, headers: HeaderMap, body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
     b.hits.fetch_add(1, Ordering::SeqCst);
+    let redirect = b.redirect.lock().unwrap().clone();
+    if let Some(to) = redirect {
+        return (StatusCode::TEMPORARY_REDIRECT, [("location", to)]).into_response();
+    }
+    answer(b, headers, body).await.into_response()
+}
+
+async fn answer(b: Behaviour, headers: HeaderMap, body: String) -> StatusCode {
     if b.hang.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_secs(30)).await;
         return StatusCode::OK;
@@ -75,6 +86,7 @@ impl Listener {
             fail_next: Arc::default(),
             hang: Arc::default(),
             hits: Arc::default(),
+            redirect: Arc::default(),
             tx,
         };
         let router = axum::Router::new()
@@ -529,6 +541,23 @@ async fn failed_deliveries_are_retried(h: &TestServer) {
     drained(h).await;
 }
 
+/// Redirects are not followed (the URI registered is the only place a token goes), and a
+/// redirect counts as a refusal: no retry.
+async fn redirects_are_not_followed(h: &TestServer) {
+    h.user("redir@example.test", PW).await;
+    let (la, elsewhere) = (Listener::start().await, Listener::start().await);
+    *la.b.redirect.lock().unwrap() = Some(elsewhere.url.clone());
+    let a = client(h, "redir", Some(&la.url), false).await;
+    let b = h.browser();
+    let seen = log_in_via(&b, &a, "redir@example.test").await;
+    rp_logout(&b, &a, "redir", &seen.id_token).await;
+    la.wait_hits(1).await;
+    drained(h).await;
+    h.clock.advance(3600);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!((la.hits(), elsewhere.hits()), (1, 0));
+}
+
 /// A relying party that never answers gets three tries, then clef gives up (and says so).
 async fn delivery_gives_up_after_three_attempts(h: &TestServer) {
     h.user("never@example.test", PW).await;
@@ -583,6 +612,7 @@ e2e!(
     operator_ends_sessions_from_the_cli,
     failed_deliveries_are_retried,
     delivery_gives_up_after_three_attempts,
+    redirects_are_not_followed,
     pending_notification_survives_a_restart,
 );
 
