@@ -28,6 +28,9 @@ pub struct ClientSpec {
     pub require_2fa: bool,
     /// Extra web origins allowed to call the JSON endpoints (CORS), beyond the redirect URIs'.
     pub allowed_origins: Vec<String>,
+    /// Back-Channel Logout 1.0 §2.2, named as the registration metadata.
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -47,6 +50,7 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
     for uri in spec.redirect_uris.iter().chain(&spec.post_logout_redirect_uris) {
         redirect_uri::check_registrable(uri).map_err(AdminError::Invalid)?;
     }
+    check_backchannel(spec.backchannel_logout_uri.as_deref(), spec.backchannel_logout_session_required)?;
     let allowed_origins = spec
         .allowed_origins
         .iter()
@@ -87,6 +91,8 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
             id_token_alg: alg,
             require_2fa: spec.require_2fa,
             allowed_origins,
+            backchannel_logout_uri: spec.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: spec.backchannel_logout_session_required,
         },
         now,
     )
@@ -95,6 +101,47 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
         client_id,
         client_secret: secret,
     })
+}
+
+/// §2.2: `backchannel_logout_session_required` means something only with a URI.
+fn check_backchannel(uri: Option<&str>, session_required: bool) -> Result<(), AdminError> {
+    match uri {
+        Some(u) => crate::oauth::backchannel::check_registrable(u).map_err(AdminError::Invalid),
+        None if session_required => Err(AdminError::Invalid(
+            "--backchannel-logout-session-required needs --backchannel-logout-uri".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `clients update`: sets (or with `None`, removes) the back-channel logout registration.
+pub async fn set_backchannel(db: &Db, client_id: &str, uri: Option<&str>, session_required: bool) -> Result<(), AdminError> {
+    check_backchannel(uri, session_required)?;
+    if !db.client_set_backchannel(client_id, uri, session_required).await? {
+        return Err(AdminError::Invalid(format!("no client with id {client_id}")));
+    }
+    Ok(())
+}
+
+/// `sessions end --user EMAIL`: ends every login session of the user; their relying parties
+/// with a back-channel logout URI are notified by the running server. Returns how many ended.
+pub async fn end_sessions(db: &Db, email: &str, now: i64) -> Result<u64, AdminError> {
+    let Some(user) = db.user_by_email(email).await? else {
+        return Err(AdminError::Invalid(format!(
+            "no user with the email {}",
+            crate::store::normalize_email(email)
+        )));
+    };
+    let n = db.sessions_end_all_for_user(&user.user_id, now).await?;
+    db.event_record(
+        &user.user_id,
+        crate::store::EventKind::OperatorSessionsEnded,
+        &crate::store::NewEvent::default(),
+        now,
+    )
+    .await?;
+    tracing::info!(user_id = %user.user_id, sessions_ended = n, "sessions ended by the operator");
+    Ok(n)
 }
 
 #[derive(Clone, Debug, Default)]

@@ -90,6 +90,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let background = tokio::spawn(housekeeping(state.clone()));
+    // bcl: the back-channel logout worker, stopped after the last request is answered.
+    let (stop_backchannel, stopped) = tokio::sync::watch::channel(false);
+    let backchannel = tokio::spawn(crate::backchannel::run(state.clone(), stopped));
     let limits = ConnLimits {
         header_timeout: state.config.header_timeout,
         body_timeout: state.config.body_timeout,
@@ -98,6 +101,12 @@ pub async fn serve(
     let router = crate::http::router(state);
     serve_connections(listener, router, limits, shutdown).await;
     background.abort();
+    // bcl: a send in flight is cut off and left for the next start, never waited for long.
+    let _ = stop_backchannel.send(true);
+    let abort = backchannel.abort_handle();
+    if tokio::time::timeout(BACKCHANNEL_STOP, backchannel).await.is_err() {
+        abort.abort();
+    }
     Ok(())
 }
 
@@ -107,6 +116,9 @@ struct ConnLimits {
     body_timeout: Duration,
     max_connections: usize,
 }
+
+/// How long shutdown waits for the back-channel logout worker to put its rows back.
+const BACKCHANNEL_STOP: Duration = Duration::from_secs(3);
 
 /// How long shutdown waits for requests in flight before dropping them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `cleanup`, and the `clients`, `users`, `keys` groups.
+//! The command line: `serve`, `migrate`, `cleanup`, and the `clients`, `users`, `keys`, `sessions` groups.
 
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
@@ -41,6 +41,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Manage login sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCmd), // bcl
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +78,13 @@ pub enum ClientsCmd {
         allowed_origins: Vec<String>,
         #[arg(long)]
         json: bool,
+        /// bcl: where clef POSTs a logout token when a session this client took part in ends
+        /// (OpenID Connect Back-Channel Logout 1.0); https, or http on a loopback host.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// bcl: logout tokens for this client carry `sid` (needs --backchannel-logout-uri).
+        #[arg(long)]
+        backchannel_logout_session_required: bool,
     },
     List {
         #[arg(long)]
@@ -82,6 +92,31 @@ pub enum ClientsCmd {
     },
     Delete {
         client_id: String,
+    },
+    /// bcl: change a client's back-channel logout registration.
+    Update {
+        client_id: String,
+        /// The new back-channel logout URI.
+        #[arg(long, conflicts_with = "no_backchannel_logout")]
+        backchannel_logout_uri: Option<String>,
+        /// Logout tokens carry `sid`: true or false (default false).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        backchannel_logout_session_required: Option<bool>,
+        /// Stop sending this client logout tokens.
+        #[arg(long)]
+        no_backchannel_logout: bool,
+    },
+}
+
+/// bcl: login sessions.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCmd {
+    /// End every login session of a user, as "log out everywhere" does: the relying parties
+    /// with a back-channel logout URI are notified by the running server, and the refresh
+    /// tokens those sessions gave are revoked.
+    End {
+        #[arg(long = "user", value_name = "EMAIL")]
+        email: String,
     },
 }
 
@@ -180,6 +215,7 @@ async fn dispatch(config: Config, command: Command) -> Result<()> {
         Command::Clients(cmd) => clients(&open_db(&config).await?, cmd, clock.now()).await,
         Command::Users(cmd) => users(&config, &open_db(&config).await?, cmd, clock.now()).await,
         Command::Keys(cmd) => keys(&config, cmd, clock.now()),
+        Command::Sessions(cmd) => sessions(&open_db(&config).await?, cmd, clock.now()).await, // bcl
     }
 }
 
@@ -254,6 +290,8 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
             require_2fa,
             allowed_origins,
             json,
+            backchannel_logout_uri,
+            backchannel_logout_session_required,
         } => {
             let spec = ClientSpec {
                 name,
@@ -265,6 +303,8 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                 id_token_alg: id_token_signed_response_alg,
                 require_2fa,
                 allowed_origins,
+                backchannel_logout_uri,
+                backchannel_logout_session_required,
             };
             let created = crate::admin::create_client(db, &spec, now).await?;
             if json {
@@ -293,6 +333,8 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                             "post_logout_redirect_uris": c.post_logout_redirect_uris, "grant_types": c.grant_types,
                             "public": c.is_public, "skip_consent": c.skip_consent, "id_token_signed_response_alg": c.id_token_alg,
                             "require_2fa": c.require_2fa, "allowed_origins": o,
+                            "backchannel_logout_uri": c.backchannel_logout_uri,
+                            "backchannel_logout_session_required": c.backchannel_logout_session_required,
                         })
                     })
                     .collect();
@@ -314,6 +356,46 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}: {client_id}"))?;
             println!("deleted client {client_id}");
+        }
+        ClientsCmd::Update {
+            client_id,
+            backchannel_logout_uri,
+            backchannel_logout_session_required,
+            no_backchannel_logout,
+        } => {
+            let Some(current) = db.client_get(&client_id).await? else {
+                bail!("no client with id {client_id}");
+            };
+            let uri = match (no_backchannel_logout, backchannel_logout_uri) {
+                (true, _) => None,
+                (false, Some(u)) => Some(u),
+                (false, None) => current.backchannel_logout_uri,
+            };
+            let required = match (no_backchannel_logout, backchannel_logout_session_required) {
+                (true, _) => false,
+                (false, Some(r)) => r,
+                (false, None) => current.backchannel_logout_session_required,
+            };
+            crate::admin::set_backchannel(db, &client_id, uri.as_deref(), required).await?;
+            match uri {
+                Some(u) => println!("client {client_id}: backchannel_logout_uri {u}, session required: {required}"),
+                None => println!("client {client_id}: no back-channel logout"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// bcl: `clef sessions end --user EMAIL`.
+async fn sessions(db: &Db, cmd: SessionsCmd, now: i64) -> Result<()> {
+    match cmd {
+        SessionsCmd::End { email } => {
+            let n = crate::admin::end_sessions(db, &email, now).await?;
+            let queued = db.backchannel_pending_count().await?;
+            println!(
+                "ended {n} session(s) of {}; {queued} back-channel logout notification(s) waiting for the server",
+                crate::store::normalize_email(&email)
+            );
         }
     }
     Ok(())
@@ -387,6 +469,15 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
             }
         }
         UsersCmd::Delete { user } => {
+            // bcl: the user's sessions end first, so their back-channel clients hear of it
+            // (the queued notifications outlive the user's rows).
+            let found = match db.user_get(&user).await? {
+                Some(u) => Some(u),
+                None => db.user_by_email(&user).await?,
+            };
+            if let Some(u) = found {
+                db.sessions_end_all_for_user(&u.user_id, now).await?;
+            }
             db.user_delete(&user).await.map_err(|e| anyhow::anyhow!("{e}: {user}"))?;
             println!("deleted user {user}");
         }

@@ -6,6 +6,8 @@ pub mod admin;
 pub mod app;
 /// Sign-in methods.
 pub mod auth;
+/// The back-channel logout worker (OpenID Connect Back-Channel Logout 1.0).
+pub mod backchannel; // bcl
 /// The command line.
 pub mod cli;
 /// The only reader of the wall clock.

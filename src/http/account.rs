@@ -396,7 +396,7 @@ async fn password_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: 
     let mut tx = app.db.begin().await?;
     tx.user_set_password_hash(&user.user_id, &hash, now).await?;
     let ended = tx
-        .sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash))
+        .sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash), now)
         .await?;
     tx.event_record(&user.user_id, EventKind::PasswordChanged, &event(&client_ip, ua.as_deref()), now)
         .await?;
@@ -633,7 +633,7 @@ pub(super) async fn end_session(
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = app.db.begin().await?;
-    if !tx.session_end_for_user(&user.user_id, session_hash).await? {
+    if !tx.session_end_for_user(&user.user_id, session_hash, now).await? {
         tx.rollback().await?;
         return Ok(false);
     }
@@ -700,7 +700,7 @@ async fn sessions_end_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, j
     let (client_ip, ua) = (ip.to_string(), user_agent(headers));
     let mut tx = app.db.begin().await?;
     let ended = tx
-        .sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash))
+        .sessions_end_for_user(&user.user_id, Some(&p.signed.session.session_hash), now)
         .await?;
     tx.event_record(&user.user_id, EventKind::OtherSessionsEnded, &event(&client_ip, ua.as_deref()), now)
         .await?;

@@ -155,6 +155,7 @@ pub(super) async fn decision(
         auth_time: s.auth_time,
         amr: &s.amr,
         acr: &s.acr,
+        sid: s.sid.as_deref(),
     });
     Ok(authorize::decide(req, view, consent, client.skip_consent, now))
 }
@@ -270,6 +271,7 @@ async fn issue_code(app: &AppState, req: &AuthorizeRequest, approval: Approval) 
                 amr: approval.amr,
                 acr: approval.acr,
                 expires_at: now + app.config.code_ttl,
+                sid: approval.sid,
             },
             now,
         )

@@ -133,8 +133,9 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJa
         return render_page_error(&app, loc, &e);
     }
     let name = cookie_name(&app, SESSION_COOKIE);
+    // Back-Channel Logout 1.0 §2.5: the session's clients are told, from the queue this writes.
     if let Some(c) = jar.get(&name)
-        && let Err(e) = app.db.session_delete(&sha256_b64(c.value())).await
+        && let Err(e) = app.db.session_logout(&sha256_b64(c.value()), app.clock.now()).await
     {
         return render_page_error(&app, loc, &e.into());
     }

@@ -298,8 +298,22 @@ pub(super) async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step
 /// The one place a login session is created, and its security event recorded.
 async fn start_session(app: &AppState, jar: CookieJar, who: &Who, done: &Authenticated) -> Result<CookieJar, PageError> {
     let now = app.clock.now();
+    let mut sid = None;
     if let Some(old) = jar.get(&cookie_name(app, SESSION_COOKIE)) {
-        app.db.session_delete(&sha256_b64(old.value())).await?;
+        let old_hash = sha256_b64(old.value());
+        match app.db.session_get(&old_hash, now).await? {
+            // The same user logging in again (prompt=login, max_age): a new cookie, but the
+            // same `sid`, so the relying parties' sessions go on (Back-Channel Logout 1.0 §2.1).
+            Some(s) if s.user_id == done.user_id && s.sid.is_some() => {
+                sid = s.sid;
+                app.db.session_delete(&old_hash).await?;
+            }
+            // Someone else: the old session ends, and its relying parties hear of it.
+            Some(_) => {
+                app.db.session_logout(&old_hash, now).await?;
+            }
+            None => app.db.session_delete(&old_hash).await?,
+        }
     }
     let id = random_token(32);
     let session = LoginSession {
@@ -309,6 +323,7 @@ async fn start_session(app: &AppState, jar: CookieJar, who: &Who, done: &Authent
         amr: done.amr.clone(),
         acr: done.acr.to_owned(),
         expires_at: now + app.config.session_ttl,
+        sid: Some(sid.unwrap_or_else(|| random_token(24))),
     };
     let meta = SessionMeta {
         user_agent: who.user_agent.clone(),

@@ -376,6 +376,8 @@ pub struct SessionView<'a> {
     pub auth_time: i64,
     pub amr: &'a [String],
     pub acr: &'a str,
+    /// The session's `sid` (Back-Channel Logout 1.0 §2.1), carried into the code.
+    pub sid: Option<&'a str>,
 }
 
 /// Where the user stands on consenting to this request.
@@ -401,6 +403,7 @@ pub struct Approval {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub acr: String,
+    pub sid: Option<String>,
     _sealed: (),
 }
 
@@ -445,6 +448,7 @@ pub fn decide(req: &AuthorizeRequest, session: Option<SessionView<'_>>, consent:
         auth_time: s.auth_time,
         amr: s.amr.to_vec(),
         acr: s.acr.to_owned(),
+        sid: s.sid.map(str::to_owned),
         _sealed: (),
     })
 }
@@ -508,6 +512,8 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 
@@ -655,6 +661,7 @@ mod tests {
             auth_time: 1000,
             amr: &[],
             acr: "urn:clef:acr:1fa",
+            sid: None,
         };
         let mut hinted = run(&[]).unwrap();
         hinted.hint_sub = Some("u2".into());
@@ -683,6 +690,7 @@ mod tests {
         assert_eq!(decide(&strong, Some(s), Consent::Covered, false, 1000), Next::Login);
         let s2 = SessionView {
             acr: "urn:clef:acr:2fa",
+            sid: None,
             ..s
         };
         assert!(matches!(decide(&strong, Some(s2), Consent::Covered, false, 1000), Next::Issue(_)));
@@ -721,11 +729,13 @@ mod tests {
             auth_time: 990,
             amr: &["pwd".to_owned(), "otp".to_owned()],
             acr: ACR_2FA,
+            sid: Some("s1"),
         };
         let Next::Issue(a) = decide(&run(&[]).unwrap(), Some(s), Consent::Covered, false, 1000) else {
             panic!("expected a code");
         };
         assert_eq!((a.user_id.as_str(), a.auth_time, a.acr.as_str()), ("u1", 990, ACR_2FA));
+        assert_eq!(a.sid.as_deref(), Some("s1"));
         assert_eq!(a.amr, ["pwd", "otp"]);
     }
 
@@ -754,6 +764,7 @@ mod tests {
                 auth_time: 1000,
                 amr: &[],
                 acr: "urn:clef:acr:1fa",
+                sid: None,
             };
             let got = decide(&req, Some(one), Consent::Covered, false, 1000);
             assert_eq!(got == Next::Login, wants, "{acr_values:?} require_2fa={require_2fa}: {got:?}");

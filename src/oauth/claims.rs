@@ -94,6 +94,9 @@ pub struct IdTokenClaims {
     pub azp: String,
     pub acr: String,
     pub amr: Vec<String>,
+    /// Back-Channel Logout 1.0 §2.1: the login session, as logout tokens name it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     #[serde(flatten)]
     pub user: UserClaims,
 }

@@ -97,6 +97,8 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 

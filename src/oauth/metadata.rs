@@ -45,7 +45,7 @@ pub fn document(config: &Config) -> Value {
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "acr", "amr",
             "name", "locale", "updated_at", "email", "email_verified", "phone_number", "phone_number_verified",
-            "address", "roles"
+            "address", "roles", "sid"
         ],
         "claim_types_supported": ["normal"],
         "claims_parameter_supported": false,
@@ -59,6 +59,8 @@ pub fn document(config: &Config) -> Value {
         "claims_locales_supported": LOCALES,
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
-        "backchannel_logout_supported": false,
+        // Back-Channel Logout 1.0 §2.1: logout tokens, and `sid` in them and in ID tokens.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }

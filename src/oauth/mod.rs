@@ -1,6 +1,7 @@
 //! The OAuth 2.0 / OpenID Connect protocol rules: no HTTP framework, no SQL.
 
 pub mod authorize;
+pub mod backchannel; // bcl
 pub mod claims;
 pub mod client_auth;
 pub mod error;

@@ -61,6 +61,8 @@ struct Grant {
     auth_time: i64,
     amr: Vec<String>,
     acr: String,
+    /// The login session (Back-Channel Logout 1.0 §2.1): the same `sid` in every ID token.
+    sid: Option<String>,
 }
 
 pub async fn exchange(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
@@ -119,12 +121,23 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         auth_time: issued.auth_time,
         amr: issued.amr,
         acr: issued.acr,
+        sid: issued.sid,
     };
     // Signing comes before the transaction, so no slow work holds its locks.
     let minted = mint(ctx, client, &user, &grant, now, true)?;
     // Taking the code and storing its tokens is one unit: a failure in between (a timeout, a
     // crash) leaves the code unused for the client's retry, not a replay that revokes all.
     let mut tx = ctx.db.begin().await?;
+    // The session first, the row its end deletes first too: a logout racing this redemption
+    // either waits for it (and then notifies this client and revokes these tokens) or has
+    // already ended the session, and the code with it.
+    if let Some(sid) = &grant.sid
+        && !tx.session_join(sid, &client.client_id, &user.user_id, now).await?
+    {
+        tx.rollback().await?;
+        ctx.db.code_burn(&code_hash).await?;
+        return Err(OAuthError::invalid_grant("the login session of this code has ended"));
+    }
     if !tx.code_take(&code_hash).await? {
         tx.rollback().await?;
         // A concurrent redemption took it after our look-up: that is a replay too.
@@ -133,8 +146,15 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
             None => OAuthError::invalid_grant("code is invalid"),
         });
     }
-    tx.grant_open(&grant.grant_id, &client.client_id, &user.user_id, now, minted.grant_expires_at)
-        .await?;
+    tx.grant_open(
+        &grant.grant_id,
+        &client.client_id,
+        &user.user_id,
+        grant.sid.as_deref(),
+        now,
+        minted.grant_expires_at,
+    )
+    .await?;
     minted.store(&mut tx, now).await?;
     tx.commit().await?;
     tracing::info!(client_id = %client.client_id, "tokens issued for authorization code");
@@ -196,6 +216,7 @@ async fn refresh_token(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64
         auth_time: row.auth_time,
         amr: row.amr,
         acr: row.acr,
+        sid: row.sid,
     };
     let minted = mint(ctx, client, &user, &grant, now, true)?;
     let mut tx = ctx.db.begin().await?;
@@ -275,6 +296,7 @@ fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_
         azp: client.client_id.clone(),
         acr: g.acr.clone(),
         amr: g.amr.clone(),
+        sid: g.sid.clone(),
         user: UserClaims::for_scope(user, &g.scope),
     };
     let alg = Alg::parse(&client.id_token_alg).unwrap_or(Alg::RS256);
@@ -294,6 +316,7 @@ fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_
             amr: g.amr.clone(),
             acr: g.acr.clone(),
             expires_at: now + cfg.refresh_token_ttl,
+            sid: g.sid.clone(),
         };
         grant_expires_at = grant_expires_at.max(row.expires_at);
         (Some(token), Some(row))
@@ -332,6 +355,7 @@ mod tests {
             amr: vec![],
             acr: String::new(),
             expires_at: now + 60,
+            sid: None,
         }
     }
 
@@ -348,6 +372,8 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 

@@ -17,6 +17,10 @@ pub struct Client {
     /// Every login for this client needs two factors.
     pub require_2fa: bool,
     pub created_at: i64,
+    /// Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed; `None`: not at all.
+    pub backchannel_logout_uri: Option<String>,
+    /// §2.2: the logout token must carry `sid`.
+    pub backchannel_logout_session_required: bool,
 }
 
 impl Client {
@@ -39,6 +43,8 @@ pub struct NewClient {
     pub require_2fa: bool,
     /// Extra web origins for CORS, normalised; the redirect URIs' origins are added on write.
     pub allowed_origins: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -54,6 +60,8 @@ struct ClientRow {
     id_token_alg: String,
     require_2fa: i64,
     created_at: i64,
+    backchannel_logout_uri: Option<String>,
+    backchannel_logout_session_required: i64,
 }
 
 impl TryFrom<ClientRow> for Client {
@@ -71,18 +79,21 @@ impl TryFrom<ClientRow> for Client {
             id_token_alg: r.id_token_alg,
             require_2fa: r.require_2fa != 0,
             created_at: r.created_at,
+            backchannel_logout_uri: r.backchannel_logout_uri,
+            backchannel_logout_session_required: r.backchannel_logout_session_required != 0,
         })
     }
 }
 
 const COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
-    grant_types, is_public, skip_consent, id_token_alg, require_2fa, created_at";
+    grant_types, is_public, skip_consent, id_token_alg, require_2fa, created_at, \
+    backchannel_logout_uri, backchannel_logout_session_required";
 
 impl Db {
     /// The client row and its CORS origins in one transaction: an instance never sees a
     /// client without its origins.
     pub async fn client_create(&self, c: &NewClient, now: i64) -> Result<()> {
-        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
         let derived = crate::oauth::origin::for_client(&c.redirect_uris, &[]);
         let origins: Vec<(String, bool)> = crate::oauth::origin::for_client(&c.redirect_uris, &c.allowed_origins)
             .into_iter()
@@ -105,6 +116,8 @@ impl Db {
                 .bind(&c.id_token_alg)
                 .bind(i64::from(c.require_2fa))
                 .bind(now)
+                .bind(&c.backchannel_logout_uri)
+                .bind(i64::from(c.backchannel_logout_session_required))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| on_unique(e, "a client with this id already exists"))?;
@@ -169,6 +182,14 @@ impl Db {
         rows.into_iter().map(Client::try_from).collect()
     }
 
+    /// `clients update`: the back-channel logout registration (§2.2). False: no such client.
+    pub async fn client_set_backchannel(&self, client_id: &str, uri: Option<&str>, session_required: bool) -> Result<bool> {
+        let n = on_db!(self, pool => sqlx::query(
+            "update clients set backchannel_logout_uri = $1, backchannel_logout_session_required = $2 where client_id = $3")
+            .bind(uri).bind(i64::from(session_required)).bind(client_id).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     pub async fn client_delete(&self, client_id: &str) -> Result<()> {
         let n = on_db!(self, pool => sqlx::query("delete from clients where client_id = $1")
             .bind(client_id).execute(pool).await?.rows_affected());
@@ -201,6 +222,8 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             allowed_origins: vec!["https://extra.example".into()],
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         };
         db.client_create(&c, 1).await.unwrap();
         assert!(db.origin_allowed("https://extra.example").await.unwrap());

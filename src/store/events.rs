@@ -20,10 +20,12 @@ pub enum EventKind {
     OtherSessionsEnded,
     /// A signed-in user confirmed it was them before a sensitive action (issue 8 §4).
     Reauthenticated,
+    /// An operator ended every session of the account (`clef sessions end`).
+    OperatorSessionsEnded,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Login,
         EventKind::PasswordChanged,
         EventKind::PasswordReset,
@@ -37,6 +39,7 @@ impl EventKind {
         EventKind::SessionEnded,
         EventKind::OtherSessionsEnded,
         EventKind::Reauthenticated,
+        EventKind::OperatorSessionsEnded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl EventKind {
             EventKind::SessionEnded => "session_ended",
             EventKind::OtherSessionsEnded => "other_sessions_ended",
             EventKind::Reauthenticated => "reauthenticated",
+            EventKind::OperatorSessionsEnded => "operator_sessions_ended",
         }
     }
 

@@ -1,6 +1,7 @@
 //! Persistence: the only module that knows SQLite and PostgreSQL both exist.
 
 mod attempts;
+mod backchannel; // bcl
 mod clients;
 mod codes;
 mod consents;
@@ -16,6 +17,7 @@ mod tx;
 mod users;
 
 pub use attempts::AttemptRecord;
+pub use backchannel::PendingLogout; // bcl
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
@@ -266,6 +268,11 @@ impl Db {
         n += on_db!(self, pool => sqlx::query(
             "delete from rate_limits where (window_start < $1 and bucket not like 'codefail:%') or window_start < $2")
             .bind(now - 86_400).bind(now - 30 * 86_400).execute(pool).await?.rows_affected());
+        // bcl: who took part in sessions that expired (ended ones are deleted at their end); a
+        // session renewed by a new login of the same user keeps its sid, and so its rows.
+        n += on_db!(self, pool => sqlx::query(
+            "delete from session_clients where expires_at < $1 and sid not in (select sid from login_sessions where sid is not null)")
+            .bind(now).execute(pool).await?.rows_affected());
         Ok(n)
     }
 }

@@ -10,6 +10,9 @@ pub struct LoginSession {
     pub amr: Vec<String>,
     pub acr: String,
     pub expires_at: i64,
+    /// The `sid` claim (Back-Channel Logout 1.0 §2.1): random, not derived from the cookie.
+    /// `None` only for a session an instance without it opened during an upgrade.
+    pub sid: Option<String>,
 }
 
 /// Where a session was opened, for the owner's list of active sessions.
@@ -40,6 +43,7 @@ struct Row {
     amr: String,
     acr: String,
     expires_at: i64,
+    sid: Option<String>,
 }
 
 /// A user agent is the client's to choose: keep a bounded, printable prefix only.
@@ -50,18 +54,20 @@ fn bounded(s: Option<&str>, max: usize) -> Option<String> {
 impl Db {
     pub async fn session_create(&self, s: &LoginSession, meta: &SessionMeta, now: i64) -> Result<()> {
         let (ua, ip) = (bounded(meta.user_agent.as_deref(), 256), bounded(meta.ip.as_deref(), 64));
+        // Every session has a sid, even one made without (Back-Channel Logout 1.0 §2.1).
+        let sid = s.sid.clone().unwrap_or_else(|| crate::secret::random_token(24));
         on_db!(self, pool => sqlx::query(
             "insert into login_sessions (session_hash, user_id, auth_time, amr, acr, created_at, expires_at, \
-             user_agent, ip, last_seen_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6)")
+             user_agent, ip, last_seen_at, sid) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $6, $10)")
             .bind(&s.session_hash).bind(&s.user_id).bind(s.auth_time).bind(json_list(&s.amr))
-            .bind(&s.acr).bind(now).bind(s.expires_at).bind(&ua).bind(&ip)
+            .bind(&s.acr).bind(now).bind(s.expires_at).bind(&ua).bind(&ip).bind(&sid)
             .execute(pool).await?.rows_affected());
         Ok(())
     }
 
     pub async fn session_get(&self, session_hash: &str, now: i64) -> Result<Option<LoginSession>> {
         let row: Option<Row> = on_db!(self, pool => sqlx::query_as(
-            "select session_hash, user_id, auth_time, amr, acr, expires_at from login_sessions \
+            "select session_hash, user_id, auth_time, amr, acr, expires_at, sid from login_sessions \
              where session_hash = $1 and expires_at > $2")
             .bind(session_hash).bind(now).fetch_optional(pool).await?);
         row.map(|r| {
@@ -72,6 +78,7 @@ impl Db {
                 auth_time: r.auth_time,
                 acr: r.acr,
                 expires_at: r.expires_at,
+                sid: r.sid,
             })
         })
         .transpose()
@@ -94,12 +101,13 @@ impl Db {
             .bind(user_id).bind(now).fetch_all(pool).await?))
     }
 
-    /// Ends every session of a user but `keep` (the one making the change, if any).
-    pub async fn sessions_end_for_user(&self, user_id: &str, keep: Option<&str>) -> Result<u64> {
-        Ok(
-            on_db!(self, pool => sqlx::query("delete from login_sessions where user_id = $1 and session_hash <> $2")
-            .bind(user_id).bind(keep.unwrap_or("")).execute(pool).await?.rows_affected()),
-        )
+    /// Ends every session of a user (`clef sessions end`), notifying and revoking as
+    /// [`Tx::sessions_ended`] does. Returns how many sessions ended.
+    pub async fn sessions_end_all_for_user(&self, user_id: &str, now: i64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let n = tx.sessions_end_for_user(user_id, None, now).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     pub async fn session_delete(&self, session_hash: &str) -> Result<()> {
@@ -110,12 +118,16 @@ impl Db {
 }
 
 impl Tx {
-    /// As [`Db::sessions_end_for_user`], with the change that causes it.
-    pub async fn sessions_end_for_user(&mut self, user_id: &str, keep: Option<&str>) -> Result<u64> {
-        Ok(
-            on_tx!(self, conn => sqlx::query("delete from login_sessions where user_id = $1 and session_hash <> $2")
-            .bind(user_id).bind(keep.unwrap_or("")).execute(conn).await?.rows_affected()),
-        )
+    /// Ends every session of a user but `keep` (the one making the change, if any), with the
+    /// change that causes it; their clients are notified ([`Tx::sessions_ended`]).
+    pub async fn sessions_end_for_user(&mut self, user_id: &str, keep: Option<&str>, now: i64) -> Result<u64> {
+        let sids: Vec<(Option<String>,)> = on_tx!(self, conn => sqlx::query_as(
+            "delete from login_sessions where user_id = $1 and session_hash <> $2 returning sid")
+            .bind(user_id).bind(keep.unwrap_or("")).fetch_all(conn).await?);
+        let ended = sids.len() as u64;
+        let sids: Vec<String> = sids.into_iter().filter_map(|(s,)| s).collect();
+        self.sessions_ended(user_id, &sids, now).await?;
+        Ok(ended)
     }
 
     /// A re-authentication passed: the session's authentication time becomes `now`, only if
@@ -130,11 +142,17 @@ impl Tx {
         Ok(n == 1)
     }
 
-    /// Ends one session, only if it belongs to `user_id`: returns false otherwise.
-    pub async fn session_end_for_user(&mut self, user_id: &str, session_hash: &str) -> Result<bool> {
-        let n = on_tx!(self, conn => sqlx::query("delete from login_sessions where user_id = $1 and session_hash = $2")
-            .bind(user_id).bind(session_hash).execute(conn).await?.rows_affected());
-        Ok(n > 0)
+    /// Ends one session, only if it belongs to `user_id`: returns false otherwise. Its
+    /// clients are notified ([`Tx::sessions_ended`]).
+    pub async fn session_end_for_user(&mut self, user_id: &str, session_hash: &str, now: i64) -> Result<bool> {
+        let gone: Option<(Option<String>,)> = on_tx!(self, conn => sqlx::query_as(
+            "delete from login_sessions where user_id = $1 and session_hash = $2 returning sid")
+            .bind(user_id).bind(session_hash).fetch_optional(conn).await?);
+        let Some((sid,)) = gone else {
+            return Ok(false);
+        };
+        self.sessions_ended(user_id, &sid.into_iter().collect::<Vec<_>>(), now).await?;
+        Ok(true)
     }
 }
 

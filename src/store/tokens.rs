@@ -26,6 +26,8 @@ pub struct NewRefreshToken {
     pub amr: Vec<String>,
     pub acr: String,
     pub expires_at: i64,
+    /// The login session the grant came from: refreshed ID tokens carry its `sid` too.
+    pub sid: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +41,8 @@ pub struct RefreshTokenRow {
     pub amr: Vec<String>,
     pub acr: String,
     pub expires_at: i64,
+    /// The login session the grant came from: refreshed ID tokens carry its `sid` too.
+    pub sid: Option<String>,
 }
 
 /// A live access token joined with its user, for userinfo.
@@ -60,6 +64,7 @@ struct RefreshRow {
     amr: String,
     acr: String,
     expires_at: i64,
+    sid: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -102,18 +107,28 @@ impl Tx {
     pub async fn refresh_token_create(&mut self, t: &NewRefreshToken, now: i64) -> Result<()> {
         on_tx!(self, conn => sqlx::query(
             "insert into refresh_tokens (token_hash, grant_id, client_id, user_id, scope, nonce, auth_time, amr, acr, \
-             used, created_at, expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)")
+             used, created_at, expires_at, sid) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12)")
             .bind(&t.token_hash).bind(&t.grant_id).bind(&t.client_id).bind(&t.user_id).bind(&t.scope)
             .bind(&t.nonce).bind(t.auth_time).bind(json_list(&t.amr)).bind(&t.acr).bind(now).bind(t.expires_at)
+            .bind(&t.sid)
             .execute(conn).await?.rows_affected());
         Ok(())
     }
 
     /// Records the grant a redeemed code starts, in the transaction that stores its tokens.
-    pub async fn grant_open(&mut self, grant_id: &str, client_id: &str, user_id: &str, now: i64, expires_at: i64) -> Result<()> {
+    /// `sid`: the login session it came from, whose end revokes it.
+    pub async fn grant_open(
+        &mut self,
+        grant_id: &str,
+        client_id: &str,
+        user_id: &str,
+        sid: Option<&str>,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
         on_tx!(self, conn => sqlx::query(
-            "insert into grants (grant_id, client_id, user_id, revoked, created_at, expires_at) values ($1, $2, $3, 0, $4, $5)")
-            .bind(grant_id).bind(client_id).bind(user_id).bind(now).bind(expires_at)
+            "insert into grants (grant_id, client_id, user_id, revoked, created_at, expires_at, sid) values ($1, $2, $3, 0, $4, $5, $6)")
+            .bind(grant_id).bind(client_id).bind(user_id).bind(now).bind(expires_at).bind(sid)
             .execute(conn).await?.rows_affected());
         Ok(())
     }
@@ -189,7 +204,7 @@ impl Db {
     /// successor's insert). A token already rotated away reports its grant.
     pub async fn refresh_token_lookup(&self, token_hash: &str) -> Result<RefreshRedemption> {
         let row: Option<UsedRefreshRow> = on_db!(self, pool => sqlx::query_as(
-            "select used, grant_id, client_id, user_id, scope, nonce, auth_time, amr, acr, expires_at \
+            "select used, grant_id, client_id, user_id, scope, nonce, auth_time, amr, acr, expires_at, sid \
              from refresh_tokens where token_hash = $1")
             .bind(token_hash).fetch_optional(pool).await?);
         Ok(match row {
@@ -204,6 +219,7 @@ impl Db {
                 auth_time: r.auth_time,
                 acr: r.acr,
                 expires_at: r.expires_at,
+                sid: r.sid,
             }),
             Some(UsedRefreshRow { row: r, .. }) => RefreshRedemption::Reused(r.grant_id),
         })

@@ -182,8 +182,8 @@ impl Db {
         let mut tx = self.begin().await?;
         on_tx!(&mut tx, conn => sqlx::query("update users set password_hash = $1, password_pending = 0, updated_at = $2 where user_id = $3")
             .bind(hash).bind(now).bind(user_id).execute(conn).await?.rows_affected());
-        let ended = on_tx!(&mut tx, conn => sqlx::query("delete from login_sessions where user_id = $1")
-            .bind(user_id).execute(conn).await?.rows_affected());
+        // Back-Channel Logout 1.0 §2.5: the reset ends the sessions, so their clients hear of it.
+        let ended = tx.sessions_end_for_user(user_id, None, now).await?;
         for sql in [
             "update grants set revoked = 1 where user_id = $1",
             "update access_tokens set revoked = 1 where user_id = $1",

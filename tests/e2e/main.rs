@@ -8,6 +8,7 @@ mod support;
 mod account;
 mod account_api;
 mod authorize_errors;
+mod backchannel; // bcl
 mod browser;
 mod cli;
 mod cors;

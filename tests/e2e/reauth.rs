@@ -40,6 +40,7 @@ async fn add_session(h: &TestServer, b: &Browser, user_id: &str, age: i64) -> St
         amr: vec!["otp".into()],
         acr: clef::oauth::claims::ACR_1FA.into(),
         expires_at: now + 3600,
+        sid: None,
     };
     h.state
         .db

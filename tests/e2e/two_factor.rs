@@ -35,6 +35,7 @@ async fn session_for(h: &TestServer, user_id: &str, age: i64) -> Browser {
         amr: vec!["pwd".into()],
         acr: clef::oauth::claims::ACR_1FA.into(),
         expires_at: now + 3600,
+        sid: None,
     };
     h.state
         .db

@@ -253,3 +253,47 @@ macro_rules! e2e {
         }
     };
 }
+
+// bcl: a restart on the same database, keys and address, for restart-safety tests.
+impl TestServer {
+    /// Stops the server (gracefully, as SIGTERM does) and starts it again on the same
+    /// database, keys folder, issuer address and clock. Returns how long the stop took.
+    pub async fn restart(&mut self) -> std::time::Duration {
+        let begun = std::time::Instant::now();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let stopped = begun.elapsed();
+        self.state.db.close().await;
+        let addr = self.issuer.trim_start_matches("http://").to_owned();
+        // The port was just released; binding it again is normally immediate (SO_REUSEADDR).
+        let mut listener = None;
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        let listener = listener.expect("the issuer's port again");
+        let state = AppState::build(self.state.config.clone(), self.clock.clone()).await.unwrap();
+        self.mail.watch(state.mailer.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let serving = state.clone();
+        self.task = Some(tokio::spawn(async move {
+            clef::app::serve(listener, serving, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        }));
+        self.shutdown = Some(tx);
+        self.state = state;
+        stopped
+    }
+}
