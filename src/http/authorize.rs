@@ -270,6 +270,7 @@ async fn issue_code(app: &AppState, req: &AuthorizeRequest, approval: Approval) 
                 amr: approval.amr,
                 acr: approval.acr,
                 expires_at: now + app.config.code_ttl,
+                resources: req.resources.clone(),
             },
             now,
         )

@@ -97,6 +97,9 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            scopes: vec![],
+            resources: vec![],
+            access_token_alg: "RS256".into(),
         }
     }
 

@@ -17,6 +17,12 @@ pub struct Client {
     /// Every login for this client needs two factors.
     pub require_2fa: bool,
     pub created_at: i64,
+    /// Scopes a `client_credentials` request may ask for (registration metadata `scope`).
+    pub scopes: Vec<String>,
+    /// RFC 8707 resources the client's access tokens may be issued to; none: no `resource`.
+    pub resources: Vec<String>,
+    /// RS256 or ES256, for the client's access tokens (`id_token_alg` is for ID tokens).
+    pub access_token_alg: String,
 }
 
 impl Client {
@@ -39,6 +45,9 @@ pub struct NewClient {
     pub require_2fa: bool,
     /// Extra web origins for CORS, normalised; the redirect URIs' origins are added on write.
     pub allowed_origins: Vec<String>,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub access_token_alg: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -54,6 +63,9 @@ struct ClientRow {
     id_token_alg: String,
     require_2fa: i64,
     created_at: i64,
+    scopes: String,
+    resources: String,
+    access_token_alg: String,
 }
 
 impl TryFrom<ClientRow> for Client {
@@ -71,18 +83,22 @@ impl TryFrom<ClientRow> for Client {
             id_token_alg: r.id_token_alg,
             require_2fa: r.require_2fa != 0,
             created_at: r.created_at,
+            scopes: parse_list(&r.scopes)?,
+            resources: parse_list(&r.resources)?,
+            access_token_alg: r.access_token_alg,
         })
     }
 }
 
 const COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
-    grant_types, is_public, skip_consent, id_token_alg, require_2fa, created_at";
+    grant_types, is_public, skip_consent, id_token_alg, require_2fa, created_at, \
+    scopes, resources, access_token_alg";
 
 impl Db {
     /// The client row and its CORS origins in one transaction: an instance never sees a
     /// client without its origins.
     pub async fn client_create(&self, c: &NewClient, now: i64) -> Result<()> {
-        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
         let derived = crate::oauth::origin::for_client(&c.redirect_uris, &[]);
         let origins: Vec<(String, bool)> = crate::oauth::origin::for_client(&c.redirect_uris, &c.allowed_origins)
             .into_iter()
@@ -105,6 +121,9 @@ impl Db {
                 .bind(&c.id_token_alg)
                 .bind(i64::from(c.require_2fa))
                 .bind(now)
+                .bind(json_list(&c.scopes))
+                .bind(json_list(&c.resources))
+                .bind(&c.access_token_alg)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| on_unique(e, "a client with this id already exists"))?;
@@ -201,6 +220,9 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             allowed_origins: vec!["https://extra.example".into()],
+            scopes: vec![],
+            resources: vec![],
+            access_token_alg: "RS256".into(),
         };
         db.client_create(&c, 1).await.unwrap();
         assert!(db.origin_allowed("https://extra.example").await.unwrap());
