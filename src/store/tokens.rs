@@ -147,8 +147,12 @@ impl Tx {
 
     /// [`Db::refresh_grace_claim`] inside a rotation's transaction, under its grant lock.
     pub async fn refresh_grace_claim(&mut self, token_hash: &str, client_id: &str, not_before: i64) -> Result<Option<GraceReplay>> {
-        Ok(on_tx!(self, conn => sqlx::query_as(GRACE_CLAIM_SQL)
-            .bind(token_hash).bind(client_id).bind(not_before).fetch_optional(conn).await?))
+        let claimed: Option<GraceReplay> = on_tx!(self, conn => sqlx::query_as(GRACE_CLAIM_SQL)
+            .bind(token_hash).bind(client_id).bind(not_before).fetch_optional(conn).await?);
+        if claimed.is_some() {
+            on_tx!(self, conn => sqlx::query(GRACE_WIPE_SQL).bind(token_hash).execute(conn).await?.rows_affected());
+        }
+        Ok(claimed)
     }
 }
 
@@ -172,11 +176,13 @@ pub struct GraceReplay {
 /// One conditional update, so of concurrent retries exactly one gets the successor: the
 /// token was rotated (used = 1, not yet replayed: 2), by this client, within the grace, and
 /// the successor itself is still unused (once it was rotated in turn, an old copy is theft).
-/// The sealed value is wiped in the same statement.
-const GRACE_CLAIM_SQL: &str = "update refresh_tokens set used = 2, successor_sealed = null \
+/// `returning` gives the new row, so the sealed value is wiped by the next statement.
+const GRACE_CLAIM_SQL: &str = "update refresh_tokens set used = 2 \
      where token_hash = $1 and used = 1 and client_id = $2 and successor_sealed is not null and rotated_at >= $3 \
      and exists (select 1 from refresh_tokens s where s.token_hash = refresh_tokens.successor_hash and s.used = 0) \
      returning successor_sealed, rotated_at";
+
+const GRACE_WIPE_SQL: &str = "update refresh_tokens set successor_sealed = null where token_hash = $1";
 
 /// A live access token without its user, for introspection: a client_credentials token has
 /// none, so the userinfo join would not find it.
@@ -292,8 +298,14 @@ impl Db {
     /// RFC 6749 §6 retry after a lost response, within `CLEF_REFRESH_GRACE`: takes the sealed
     /// successor of a rotated token, once ([`GRACE_CLAIM_SQL`]). `not_before` is now − grace.
     pub async fn refresh_grace_claim(&self, token_hash: &str, client_id: &str, not_before: i64) -> Result<Option<GraceReplay>> {
-        Ok(on_db!(self, pool => sqlx::query_as(GRACE_CLAIM_SQL)
-            .bind(token_hash).bind(client_id).bind(not_before).fetch_optional(pool).await?))
+        let claimed: Option<GraceReplay> = on_db!(self, pool => sqlx::query_as(GRACE_CLAIM_SQL)
+            .bind(token_hash).bind(client_id).bind(not_before).fetch_optional(pool).await?);
+        // Spent now (used = 2), so no one else can take it; a failed wipe is redone by the
+        // serve loop's housekeeping once the window is over.
+        if claimed.is_some() {
+            on_db!(self, pool => sqlx::query(GRACE_WIPE_SQL).bind(token_hash).execute(pool).await?.rows_affected());
+        }
+        Ok(claimed)
     }
 
     /// Wipes sealed successors whose grace is over (rotated before `before`), so none stays
