@@ -58,7 +58,13 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
         .map_err(AdminError::Invalid)?;
     // Repeated flags or one comma-separated list.
     let mut grant_types: Vec<String> = Vec::new();
-    for g in spec.grant_types.iter().flat_map(|g| g.split(',')).map(str::trim).filter(|g| !g.is_empty()) {
+    for g in spec
+        .grant_types
+        .iter()
+        .flat_map(|g| g.split(','))
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+    {
         if !grant_types.iter().any(|x| x == g) {
             grant_types.push(g.to_owned());
         }

@@ -98,7 +98,12 @@ mod tests {
 
     #[test]
     fn registrable_uris() {
-        for ok in ["https://api.example/", "https://api.example/v1?x=1", "urn:example:api", "http://127.0.0.1:8080"] {
+        for ok in [
+            "https://api.example/",
+            "https://api.example/v1?x=1",
+            "urn:example:api",
+            "http://127.0.0.1:8080",
+        ] {
             check_registrable(ok).unwrap();
         }
         for bad in ["api.example", "/relative", "https://api.example/#frag", "https://a b", "", "mailto"] {
@@ -146,6 +151,9 @@ mod tests {
     fn audience_shape() {
         assert_eq!(serde_json::to_string(&Audience::of(&[], "https://id")).unwrap(), "\"https://id\"");
         assert_eq!(serde_json::to_string(&Audience::of(&v(&["r1"]), "i")).unwrap(), "\"r1\"");
-        assert_eq!(serde_json::to_string(&Audience::of(&v(&["r1", "r2"]), "i")).unwrap(), "[\"r1\",\"r2\"]");
+        assert_eq!(
+            serde_json::to_string(&Audience::of(&v(&["r1", "r2"]), "i")).unwrap(),
+            "[\"r1\",\"r2\"]"
+        );
     }
 }

@@ -49,7 +49,8 @@ pub fn parse_tokens(raw: &str) -> Result<Vec<String>, OAuthError> {
 
 /// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ); empty passes (a double space).
 pub fn is_token(s: &str) -> bool {
-    s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    s.bytes()
+        .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 pub fn join(scopes: &[String]) -> String {

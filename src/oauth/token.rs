@@ -561,7 +561,11 @@ mod tests {
             "invoices:write"
         );
         for bad in ["openid", "invoices:read email", "invoices:delete", "bad\\scope"] {
-            assert_eq!(client_scope(Some(bad), &allowed).unwrap_err().code, ErrorCode::InvalidScope, "{bad}");
+            assert_eq!(
+                client_scope(Some(bad), &allowed).unwrap_err().code,
+                ErrorCode::InvalidScope,
+                "{bad}"
+            );
         }
     }
 }

@@ -115,7 +115,14 @@ async fn count(h: &TestServer, sql: &str) -> i64 {
 }
 
 async fn userinfo_status(h: &TestServer, at: &str) -> u16 {
-    http().get(h.url("/userinfo")).bearer_auth(at).send().await.unwrap().status().as_u16()
+    http()
+        .get(h.url("/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// RFC 6749 §4.4 and RFC 9068 §2.2: a JWT for the client itself, verified against the JWKS;
@@ -125,7 +132,10 @@ async fn client_credentials_issues_a_verifiable_client_token(h: &TestServer) {
     let got = cc(h, &svc, &[("scope", "invoices:read")]).await;
     assert_eq!(got.0, 200, "{}", got.1);
     let body = &got.1;
-    assert_eq!((body["token_type"].as_str(), body["scope"].as_str()), (Some("Bearer"), Some("invoices:read")));
+    assert_eq!(
+        (body["token_type"].as_str(), body["scope"].as_str()),
+        (Some("Bearer"), Some("invoices:read"))
+    );
     assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none(), "{body}");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
     let at = str_of(body, "access_token");
@@ -284,13 +294,26 @@ async fn resource_sets_the_audience_of_client_tokens(h: &TestServer) {
     let both = cc(h, &svc, &[("resource", API_A), ("resource", API_B)]).await;
     let at = str_of(&both.1, "access_token");
     assert_eq!(verify_with_jwks(h, &at).await.1["aud"], json!([API_A, API_B]));
-    assert_eq!(post(h, "/introspect", &svc, &[("token", &at)]).await.1["aud"], json!([API_A, API_B]));
-    for bad in ["https://api-c.example/", "https://api-a.example", "https://api-a.example/#f", "/relative", "api-a.example"] {
+    assert_eq!(
+        post(h, "/introspect", &svc, &[("token", &at)]).await.1["aud"],
+        json!([API_A, API_B])
+    );
+    for bad in [
+        "https://api-c.example/",
+        "https://api-a.example",
+        "https://api-a.example/#f",
+        "/relative",
+        "api-a.example",
+    ] {
         let got = cc(h, &svc, &[("resource", bad)]).await;
         assert_error(&got, 400, "invalid_target");
         assert!(!got.1.to_string().contains(bad), "the value is not echoed: {}", got.1);
     }
-    assert_error(&cc(h, &svc, &[("resource", API_A), ("resource", "https://x.example/")]).await, 400, "invalid_target");
+    assert_error(
+        &cc(h, &svc, &[("resource", API_A), ("resource", "https://x.example/")]).await,
+        400,
+        "invalid_target",
+    );
     let unregistered = service(h, &["read"], &[], None).await;
     let got = cc(h, &unregistered, &[("resource", API_A)]).await;
     assert_error(&got, 400, "invalid_target");
@@ -373,7 +396,11 @@ async fn resource_at_authorize_code_and_refresh(h: &TestServer) {
     let other = refresh(h, &rp, &r2, &[("resource", API_A)]).await;
     assert_eq!(aud_of(&other.1), API_A, "{}", other.1);
     let r3 = str_of(&other.1, "refresh_token");
-    assert_error(&refresh(h, &rp, &r3, &[("resource", "https://api-c.example/")]).await, 400, "invalid_target");
+    assert_error(
+        &refresh(h, &rp, &r3, &[("resource", "https://api-c.example/")]).await,
+        400,
+        "invalid_target",
+    );
     // A refused resource leaves the refresh token usable.
     let plain = refresh(h, &rp, &r3, &[]).await;
     assert_eq!(aud_of(&plain.1), json!([API_A, API_B]), "{}", plain.1);
@@ -412,7 +439,11 @@ async fn refresh_grace_returns_the_same_successor_once(h: &TestServer) {
     let (r2, a2) = (str_of(&first.1, "refresh_token"), str_of(&first.1, "access_token"));
     let sealed: i64 = count(h, "select count(*) from refresh_tokens where successor_sealed like 'v1.%'").await;
     assert_eq!(sealed, 1, "the successor is sealed for the grace");
-    let plain = count(h, &format!("select count(*) from refresh_tokens where successor_sealed like '%{r2}%'")).await;
+    let plain = count(
+        h,
+        &format!("select count(*) from refresh_tokens where successor_sealed like '%{r2}%'"),
+    )
+    .await;
     assert_eq!(plain, 0, "never in plain");
 
     let again = refresh(h, &rp, &r1, &[]).await;
@@ -420,7 +451,11 @@ async fn refresh_grace_returns_the_same_successor_once(h: &TestServer) {
     assert_eq!(str_of(&again.1, "refresh_token"), r2, "the same successor");
     assert_eq!(str_of(&again.1, "access_token"), a2);
     assert_eq!(again.1["id_token"], first.1["id_token"]);
-    assert_eq!(count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await, 0, "wiped after use");
+    assert_eq!(
+        count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await,
+        0,
+        "wiped after use"
+    );
     assert_eq!(userinfo_status(h, &a2).await, 200);
 
     let third = refresh(h, &rp, &r1, &[]).await;
@@ -440,10 +475,20 @@ async fn refresh_grace_returns_the_same_successor_once(h: &TestServer) {
     // Past the window: the housekeeping wipe takes sealed successors away.
     let tokens = code_tokens(h, &rp, &b, &[], &[]).await.1;
     refresh(h, &rp, &str_of(&tokens, "refresh_token"), &[]).await;
-    assert_eq!(count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await, 1);
+    assert_eq!(
+        count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await,
+        1
+    );
     h.clock.advance(3);
-    h.state.db.refresh_grace_wipe(h.clock.now() - h.state.config.refresh_grace).await.unwrap();
-    assert_eq!(count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await, 0);
+    h.state
+        .db
+        .refresh_grace_wipe(h.clock.now() - h.state.config.refresh_grace)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await,
+        0
+    );
 }
 
 /// After the grace window, reuse revokes the family as before.
@@ -471,7 +516,10 @@ async fn graceless_reuse_revokes(h: &TestServer) {
     let tokens = code_tokens(h, &rp, &b, &[], &[]).await.1;
     let r1 = str_of(&tokens, "refresh_token");
     let next = refresh(h, &rp, &r1, &[]).await.1;
-    assert_eq!(count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await, 0);
+    assert_eq!(
+        count(h, "select count(*) from refresh_tokens where successor_sealed is not null").await,
+        0
+    );
     let r2 = str_of(&next, "refresh_token");
     assert_error(&refresh(h, &rp, &r1, &[]).await, 400, "invalid_grant");
     assert_error(&refresh(h, &rp, &r2, &[]).await, 400, "invalid_grant");
@@ -529,10 +577,18 @@ async fn refresh_race_hundred_way_within_the_grace(h: &TestServer) {
         .expect("100 refreshes finish in time");
     let statuses: Vec<u16> = results.iter().map(|r| r.0).collect();
     assert!(results.iter().all(|r| r.0 == 200 || r.1["error"] == "invalid_grant"), "{results:?}");
-    let winners: Vec<String> = results.iter().filter(|r| r.0 == 200).map(|r| str_of(&r.1, "refresh_token")).collect();
+    let winners: Vec<String> = results
+        .iter()
+        .filter(|r| r.0 == 200)
+        .map(|r| str_of(&r.1, "refresh_token"))
+        .collect();
     assert!((1..=2).contains(&winners.len()), "{statuses:?}");
     assert!(winners.windows(2).all(|w| w[0] == w[1]), "one successor: {winners:?}");
-    assert_eq!(count(h, "select count(*) from access_tokens").await, before + 1, "one successor family member");
+    assert_eq!(
+        count(h, "select count(*) from access_tokens").await,
+        before + 1,
+        "one successor family member"
+    );
     // The third use revoked the family, the successor with it.
     assert_error(&refresh(h, &rp, &winners[0], &[]).await, 400, "invalid_grant");
 }
@@ -555,12 +611,18 @@ async fn es256_client_tokens_verify_with_the_ec_key(h: &TestServer) {
     back.assert_redirect_to(&rp.redirect_uri);
     let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
     let id_token = tokens.id_token().unwrap();
-    let verifier = rp.oidc.id_token_verifier().set_allowed_algs([CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let verifier = rp
+        .oidc
+        .id_token_verifier()
+        .set_allowed_algs([CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
     let claims = id_token.claims(&verifier, &start.nonce).unwrap();
     assert_eq!(claims.email().map(|e| e.as_str()), Some("ec@example.test"));
     assert_eq!(id_token.signing_alg().unwrap(), &CoreJwsSigningAlgorithm::EcdsaP256Sha256);
     // An RS256-only verifier refuses it: the algorithm really is ES256.
-    let rs256_only = rp.oidc.id_token_verifier().set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
+    let rs256_only = rp
+        .oidc
+        .id_token_verifier()
+        .set_allowed_algs([CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
     assert!(id_token.claims(&rs256_only, &start.nonce).is_err());
     let at = tokens.access_token().secret().clone();
     let (header, _) = verify_with_jwks(h, &at).await;
