@@ -639,6 +639,51 @@ async fn es256_client_tokens_verify_with_the_ec_key(h: &TestServer) {
     assert_eq!(claims["sub"], svc.client_id);
 }
 
+/// The exact CLI a service client is made with (the one the notes give for the benchmark):
+/// comma lists, no redirect URI, `--token-alg`; then the client works at /token.
+async fn cli_creates_a_service_client(h: &TestServer) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clef"))
+        .args([
+            "clients",
+            "create",
+            "--name",
+            "bench-svc",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "bench,reports",
+            "--resource",
+            API_A,
+            "--token-alg",
+            "ES256",
+            "--json",
+        ])
+        .current_dir(h.dir())
+        .env("CLEF_DATABASE_URL", &h.state.config.database_url)
+        .env("CLEF_KEYS_DIR", &h.state.config.keys_dir)
+        .env("CLEF_LOG", "warn,sqlx::query=error")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svc: CreatedClient = {
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        CreatedClient {
+            client_id: str_of(&v, "client_id"),
+            client_secret: Some(str_of(&v, "client_secret")),
+        }
+    };
+    let c = h.state.db.client_get(&svc.client_id).await.unwrap().unwrap();
+    assert_eq!(c.grant_types, ["client_credentials"]);
+    assert_eq!(
+        (c.scopes.as_slice(), c.resources.as_slice()),
+        (&["bench".to_owned(), "reports".to_owned()][..], &[API_A.to_owned()][..])
+    );
+    assert_eq!((c.access_token_alg.as_str(), c.id_token_alg.as_str()), ("ES256", "ES256"));
+    let got = cc(h, &svc, &[("scope", "bench"), ("resource", API_A)]).await;
+    let (header, claims) = verify_with_jwks(h, &str_of(&got.1, "access_token")).await;
+    assert_eq!((header["alg"].as_str(), claims["aud"].as_str()), (Some("ES256"), Some(API_A)));
+}
+
 /// Discovery advertises the new grant, and only the grants clef does.
 async fn discovery_lists_client_credentials(h: &TestServer) {
     let doc: Value = http()
@@ -667,4 +712,5 @@ e2e!(
     refresh_race_hundred_way_within_the_grace,
     es256_client_tokens_verify_with_the_ec_key,
     discovery_lists_client_credentials,
+    cli_creates_a_service_client,
 );
