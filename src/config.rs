@@ -652,6 +652,22 @@ mod tests {
         assert_eq!(toml.validate().unwrap().trusted_proxies.len(), 1);
     }
 
+    // grants
+    #[test]
+    fn refresh_grace_is_short_and_can_be_off() {
+        assert_eq!(RawConfig::default().validate().unwrap().refresh_grace, 2);
+        for (v, ok) in [("0", true), ("60", true), ("61", false), ("-1", false), ("2s", false)] {
+            let mut raw = RawConfig::default();
+            let got = raw
+                .apply_env(|k| (k == "CLEF_REFRESH_GRACE").then(|| v.to_owned()))
+                .and_then(|_| raw.validate().map(|c| c.refresh_grace));
+            match got {
+                Ok(g) => assert!(ok && g.to_string() == v, "{v}"),
+                Err(e) => assert!(!ok && e.setting == "CLEF_REFRESH_GRACE", "{v}: {e:?}"),
+            }
+        }
+    }
+
     #[test]
     fn toml_rejects_unknown_keys() {
         let err = toml::from_str::<RawConfig>("isuer = \"x\"").unwrap_err();

@@ -593,9 +593,35 @@ mod tests {
             (&[("max_age", "-1")][..], ErrorCode::InvalidRequest),
             (&[("request", "eyJ")][..], ErrorCode::RequestNotSupported),
             (&[("response_mode", "fragment")][..], ErrorCode::InvalidRequest),
+            (&[("resource", "https://api.example/")][..], ErrorCode::InvalidTarget),
         ] {
             assert_eq!(run(extra).unwrap_err().code, code, "{extra:?}");
         }
+    }
+
+    /// RFC 8707 §2: `resource` may repeat, unlike every other parameter.
+    #[test]
+    fn resources_may_repeat() {
+        let mut c = client();
+        c.resources = vec!["https://a.example/".into(), "https://b.example/".into()];
+        let mut pairs: Vec<(String, String)> = vec![];
+        for (k, v) in [
+            ("client_id", "c1"),
+            ("redirect_uri", "https://rp.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://b.example/"),
+            ("resource", ""),
+            ("resource", "https://a.example/"),
+        ] {
+            pairs.push((k.into(), v.into()));
+        }
+        let p = Params::from_pairs(pairs);
+        let t = check_target(&p, Some(&c)).unwrap();
+        let req = validate(&p, &c, &t, Hint::Absent).unwrap();
+        assert_eq!(req.resources, ["https://b.example/", "https://a.example/"]);
     }
 
     #[test]
