@@ -26,6 +26,9 @@ pub struct TokenResponse {
     pub id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// Left out when empty (a client_credentials client without scopes): RFC 6749 §3.3 has
+    /// no empty scope.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub scope: String,
 }
 
@@ -36,6 +39,7 @@ struct SealedResponse {
     expires_in: i64,
     id_token: Option<String>,
     refresh_token: Option<String>,
+    #[serde(default)]
     scope: String,
 }
 
