@@ -31,6 +31,12 @@ pub struct ClientSpec {
     /// Back-Channel Logout 1.0 §2.2, named as the registration metadata.
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    /// Scopes a client_credentials request may ask for (API scopes, not the user scopes).
+    pub scopes: Vec<String>,
+    /// RFC 8707 resources the client's access tokens may be issued to.
+    pub resources: Vec<String>,
+    /// RS256 or ES256 for access and ID tokens; `id_token_alg`, when set, wins for ID tokens.
+    pub token_alg: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -44,9 +50,6 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
     if spec.name.trim().is_empty() {
         return Err(AdminError::Invalid("--name must not be empty".into()));
     }
-    if spec.redirect_uris.is_empty() {
-        return Err(AdminError::Invalid("at least one --redirect-uri is required".into()));
-    }
     for uri in spec.redirect_uris.iter().chain(&spec.post_logout_redirect_uris) {
         redirect_uri::check_registrable(uri).map_err(AdminError::Invalid)?;
     }
@@ -57,11 +60,22 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
         .map(|o| crate::oauth::origin::check_registrable(o))
         .collect::<Result<Vec<_>, _>>()
         .map_err(AdminError::Invalid)?;
-    let grant_types = if spec.grant_types.is_empty() {
-        vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
-    } else {
-        spec.grant_types.clone()
-    };
+    // Repeated flags or one comma-separated list.
+    let mut grant_types: Vec<String> = Vec::new();
+    for g in spec
+        .grant_types
+        .iter()
+        .flat_map(|g| g.split(','))
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+    {
+        if !grant_types.iter().any(|x| x == g) {
+            grant_types.push(g.to_owned());
+        }
+    }
+    if grant_types.is_empty() {
+        grant_types = vec!["authorization_code".to_owned(), "refresh_token".to_owned()];
+    }
     for g in &grant_types {
         if !crate::oauth::token::GRANT_TYPES.contains(&g.as_str()) {
             return Err(AdminError::Invalid(format!(
@@ -70,12 +84,37 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
             )));
         }
     }
-    let alg = spec.id_token_alg.clone().unwrap_or_else(|| "RS256".to_owned());
-    if Alg::parse(&alg).is_none() {
-        return Err(AdminError::Invalid(format!(
-            "unsupported id_token_signed_response_alg {alg:?} (RS256 or ES256)"
-        )));
+    let has = |g: &str| grant_types.iter().any(|x| x == g);
+    // Only the code flow redirects; a service client (client_credentials) needs no URI.
+    if has("authorization_code") && spec.redirect_uris.is_empty() {
+        return Err(AdminError::Invalid("at least one --redirect-uri is required".into()));
     }
+    if has("refresh_token") && !has("authorization_code") {
+        return Err(AdminError::Invalid(
+            "refresh_token needs authorization_code: client_credentials issues no refresh token".into(),
+        ));
+    }
+    // RFC 6749 §4.4: client_credentials is for confidential clients only.
+    if spec.public && has("client_credentials") {
+        return Err(AdminError::Invalid("a public client cannot use client_credentials".into()));
+    }
+    let scopes = client_scopes(&spec.scopes)?;
+    let mut resources: Vec<String> = Vec::new();
+    for r in &spec.resources {
+        crate::oauth::resource::check_registrable(r).map_err(AdminError::Invalid)?;
+        if !resources.contains(r) {
+            resources.push(r.clone());
+        }
+    }
+    let algs = |what: &str, v: &str| match Alg::parse(v) {
+        Some(a) => Ok(a.as_str().to_owned()),
+        None => Err(AdminError::Invalid(format!("unsupported {what} {v:?} (RS256 or ES256)"))),
+    };
+    let access_token_alg = algs("--token-alg", spec.token_alg.as_deref().unwrap_or("RS256"))?;
+    let alg = match &spec.id_token_alg {
+        Some(a) => algs("id_token_signed_response_alg", a)?,
+        None => access_token_alg.clone(),
+    };
     let client_id = random_token(16);
     let secret = (!spec.public).then(|| random_token(32));
     db.client_create(
@@ -93,6 +132,9 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
             allowed_origins,
             backchannel_logout_uri: spec.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: spec.backchannel_logout_session_required,
+            scopes,
+            resources,
+            access_token_alg,
         },
         now,
     )
@@ -142,6 +184,26 @@ pub async fn end_sessions(db: &Db, email: &str, now: i64) -> Result<u64, AdminEr
     .await?;
     tracing::info!(user_id = %user.user_id, sessions_ended = n, "sessions ended by the operator");
     Ok(n)
+}
+
+/// `--scope` values, space- or comma-separated: API scopes only. `openid` and the user scopes
+/// release claims about a user, which a client_credentials token has none of.
+fn client_scopes(raw: &[String]) -> Result<Vec<String>, AdminError> {
+    let mut out: Vec<String> = Vec::new();
+    for s in raw.iter().flat_map(|r| r.split([' ', ','])).filter(|s| !s.is_empty()) {
+        if !crate::oauth::scope::is_token(s) {
+            return Err(AdminError::Invalid(format!("{s:?} is not a scope (RFC 6749 section 3.3)")));
+        }
+        if crate::oauth::scope::SUPPORTED.contains(&s) {
+            return Err(AdminError::Invalid(format!(
+                "--scope {s:?}: openid and the user scopes are not for client_credentials; list API scopes"
+            )));
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Clone, Debug, Default)]

@@ -202,6 +202,9 @@ async fn serve_connections(
 async fn housekeeping(state: AppState) {
     let mut keys_tick = tokio::time::interval(Duration::from_secs(30));
     let mut cleanup_tick = tokio::time::interval(Duration::from_secs(600));
+    // Sealed refresh successors are wiped once their grace is over, not at the next cleanup.
+    let grace = state.config.refresh_grace;
+    let mut grace_tick = tokio::time::interval(Duration::from_secs(grace.max(1) as u64));
     keys_tick.tick().await;
     reseal_totp_secrets(&state).await;
     loop {
@@ -219,6 +222,11 @@ async fn housekeeping(state: AppState) {
                     }
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, "reloading the server secret keys failed; keeping the current ones"),
+                }
+            }
+            _ = grace_tick.tick(), if grace > 0 => {
+                if let Err(e) = state.db.refresh_grace_wipe(state.clock.now() - grace).await {
+                    tracing::warn!(error = %e, "wiping sealed refresh successors failed");
                 }
             }
             _ = cleanup_tick.tick() => {

@@ -52,12 +52,14 @@ pub enum ClientsCmd {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long = "redirect-uri", required = true)]
+        /// Required unless the client uses only client_credentials. Repeatable.
+        #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
         /// A public client (SPA, mobile): no secret, PKCE required.
         #[arg(long)]
         public: bool,
-        /// authorization_code, refresh_token (default: both).
+        /// authorization_code, refresh_token, client_credentials; repeatable or a comma list
+        /// (default: authorization_code,refresh_token). client_credentials: confidential only.
         #[arg(long = "grant-type")]
         grant_types: Vec<String>,
         #[arg(long = "post-logout-redirect-uri")]
@@ -85,6 +87,19 @@ pub enum ClientsCmd {
         /// bcl: logout tokens for this client carry `sid` (needs --backchannel-logout-uri).
         #[arg(long)]
         backchannel_logout_session_required: bool,
+        // grants
+        /// A scope client_credentials requests may ask for (an API scope such as
+        /// invoices:read; not openid or a user scope). Repeatable or a space/comma list.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// An RFC 8707 resource (absolute URI, no fragment) the client's access tokens may be
+        /// issued to: their `aud`. Repeatable; without one, a `resource` parameter is refused.
+        #[arg(long = "resource")]
+        resources: Vec<String>,
+        /// Access and ID token algorithm: RS256 (default) or ES256.
+        /// --id-token-signed-response-alg, when given too, wins for ID tokens.
+        #[arg(long)]
+        token_alg: Option<String>,
     },
     List {
         #[arg(long)]
@@ -292,8 +307,14 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
             json,
             backchannel_logout_uri,
             backchannel_logout_session_required,
+            scopes,
+            resources,
+            token_alg,
         } => {
             let spec = ClientSpec {
+                scopes,
+                resources,
+                token_alg,
                 name,
                 redirect_uris,
                 post_logout_redirect_uris,
@@ -335,6 +356,7 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                             "require_2fa": c.require_2fa, "allowed_origins": o,
                             "backchannel_logout_uri": c.backchannel_logout_uri,
                             "backchannel_logout_session_required": c.backchannel_logout_session_required,
+                            "scope": c.scopes.join(" "), "resources": c.resources, "access_token_alg": c.access_token_alg,
                         })
                     })
                     .collect();

@@ -25,6 +25,9 @@ fn bad(setting: &str, problem: impl Into<String>) -> ConfigError {
 /// The product's name where a setting needs one (the TOTP issuer label); pages take theirs
 /// from the catalogue's `app.name`.
 pub const DEFAULT_PRODUCT_NAME: &str = "clef";
+/// `CLEF_REFRESH_GRACE` default and bound, in seconds.
+pub const DEFAULT_REFRESH_GRACE: i64 = 2;
+pub const MAX_REFRESH_GRACE: i64 = 60;
 
 /// The file and environment shape: everything optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +73,8 @@ pub struct RawConfig {
     pub google_hosted_domain: Option<String>,
     /// `[[upstream]]` tables: OpenID Connect providers users may log in with.
     pub upstream: Option<Vec<RawUpstream>>,
+    // grants
+    pub refresh_grace: Option<i64>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -127,6 +132,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_GOOGLE_CLIENT_SECRET", "google_client_secret"),
     ("CLEF_GOOGLE_ISSUER", "google_issuer"),
     ("CLEF_GOOGLE_HOSTED_DOMAIN", "google_hosted_domain"),
+    // grants
+    ("CLEF_REFRESH_GRACE", "refresh_grace"),
 ];
 
 #[derive(Clone, Debug)]
@@ -173,6 +180,9 @@ pub struct Config {
     pub reauth_after: i64,
     /// OpenID Connect upstreams, Google first when configured; ids are unique.
     pub upstreams: Vec<Upstream>,
+    /// Seconds after a refresh token's rotation during which presenting it again returns the
+    /// same successor, once; 0 turns the grace off (reuse always revokes the grant).
+    pub refresh_grace: i64,
 }
 
 /// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
@@ -283,6 +293,8 @@ impl RawConfig {
                 "CLEF_GOOGLE_CLIENT_SECRET" => self.google_client_secret = Some(v),
                 "CLEF_GOOGLE_ISSUER" => self.google_issuer = Some(v),
                 "CLEF_GOOGLE_HOSTED_DOMAIN" => self.google_hosted_domain = Some(v),
+                // grants
+                "CLEF_REFRESH_GRACE" => self.refresh_grace = Some(int()?),
                 _ => {}
             }
         }
@@ -390,6 +402,12 @@ impl RawConfig {
             return Err(bad("CLEF_TOTP_ISSUER", "must be 1 to 64 characters without a colon"));
         }
         let reauth_after = ttl("CLEF_REAUTH_AFTER", self.reauth_after, 300)?;
+        // A retry after a lost response comes within seconds; a longer window only widens
+        // what a stolen, rotated token could still fetch.
+        let refresh_grace = self.refresh_grace.unwrap_or(DEFAULT_REFRESH_GRACE);
+        if !(0..=MAX_REFRESH_GRACE).contains(&refresh_grace) {
+            return Err(bad("CLEF_REFRESH_GRACE", format!("must be 0 (off) to {MAX_REFRESH_GRACE} seconds")));
+        }
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -428,6 +446,7 @@ impl RawConfig {
             totp_issuer,
             reauth_after,
             upstreams,
+            refresh_grace,
         })
     }
 }
@@ -631,6 +650,22 @@ mod tests {
         assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
         let toml: RawConfig = toml::from_str("trusted_proxies = [\"192.168.0.0/16\"]").unwrap();
         assert_eq!(toml.validate().unwrap().trusted_proxies.len(), 1);
+    }
+
+    // grants
+    #[test]
+    fn refresh_grace_is_short_and_can_be_off() {
+        assert_eq!(RawConfig::default().validate().unwrap().refresh_grace, 2);
+        for (v, ok) in [("0", true), ("60", true), ("61", false), ("-1", false), ("2s", false)] {
+            let mut raw = RawConfig::default();
+            let got = raw
+                .apply_env(|k| (k == "CLEF_REFRESH_GRACE").then(|| v.to_owned()))
+                .and_then(|_| raw.validate().map(|c| c.refresh_grace));
+            match got {
+                Ok(g) => assert!(ok && g.to_string() == v, "{v}"),
+                Err(e) => assert!(!ok && e.setting == "CLEF_REFRESH_GRACE", "{v}: {e:?}"),
+            }
+        }
     }
 
     #[test]

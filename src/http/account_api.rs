@@ -69,9 +69,13 @@ pub async fn caller(app: &AppState, headers: &HeaderMap) -> Result<Caller, Respo
     let Ok((claims, _)) = app.keys.get().verify::<AccessTokenClaims>(&token, &app.config.issuer) else {
         return Err(dead());
     };
+    // Only a user's token has a login time; one without is no token for this API.
+    let Some(auth_time) = claims.auth_time else {
+        return Err(dead());
+    };
     Ok(Caller {
         user: live.user,
-        auth_time: claims.auth_time,
+        auth_time,
     })
 }
 

@@ -272,6 +272,7 @@ async fn issue_code(app: &AppState, req: &AuthorizeRequest, approval: Approval) 
                 acr: approval.acr,
                 expires_at: now + app.config.code_ttl,
                 sid: approval.sid,
+                resources: req.resources.clone(),
             },
             now,
         )

@@ -28,7 +28,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::ConsentRequired
         | ErrorCode::InteractionRequired
         | ErrorCode::RequestNotSupported
-        | ErrorCode::RequestUriNotSupported => StatusCode::BAD_REQUEST,
+        | ErrorCode::RequestUriNotSupported
+        | ErrorCode::InvalidTarget => StatusCode::BAD_REQUEST,
     }
 }
 

@@ -68,6 +68,7 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -
         db: &app.db,
         keys: &keys,
         config: &app.config,
+        secrets: &app.hmac_key,
     };
     match exchange(&ctx, &client, &params, app.clock.now()).await {
         Ok(tokens) => no_store_json(&tokens),

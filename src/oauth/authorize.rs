@@ -14,12 +14,21 @@ use crate::store::Client;
 pub struct Params {
     map: HashMap<String, String>,
     repeated: Vec<String>,
+    /// RFC 8707 §2: `resource` may be repeated, so every value is kept, in order.
+    resources: Vec<String>,
 }
 
 impl Params {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Params {
         let mut p = Params::default();
         for (k, v) in pairs {
+            if k == "resource" {
+                // RFC 6749 §3.1: an empty value is as if omitted.
+                if !v.is_empty() {
+                    p.resources.push(v);
+                }
+                continue;
+            }
             match p.map.entry(k) {
                 std::collections::hash_map::Entry::Occupied(e) => {
                     if !p.repeated.contains(e.key()) {
@@ -37,6 +46,11 @@ impl Params {
     /// RFC 6749 §3.1: a parameter sent without a value is treated as omitted.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.map.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Every `resource` value sent (RFC 8707), in request order.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
     }
 
     pub fn is_repeated(&self, name: &str) -> bool {
@@ -188,6 +202,9 @@ pub struct AuthorizeRequest {
     /// The client demands two factors, unlike `acr_values`, which only asks.
     #[serde(default)]
     pub require_2fa: bool,
+    /// RFC 8707 resources the grant covers, checked against the client's registered ones.
+    #[serde(default)]
+    pub resources: Vec<String>,
 }
 
 impl AuthorizeRequest {
@@ -300,6 +317,7 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
         scope.retain(|s| !scope::FIRST_PARTY_ONLY.contains(&s.as_str()));
     }
     let code_challenge = pkce::check_challenge(params.get("code_challenge"), params.get("code_challenge_method"), client.is_public)?;
+    let resources = super::resource::requested(params.resources(), &client.resources)?;
 
     let mut prompt_none = false;
     let mut prompt_login = false;
@@ -366,6 +384,7 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
             .collect(),
         fresh_login: false,
         require_2fa: client.require_2fa,
+        resources,
     })
 }
 
@@ -514,6 +533,9 @@ mod tests {
             created_at: 0,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            scopes: vec![],
+            resources: vec![],
+            access_token_alg: "RS256".into(),
         }
     }
 
@@ -577,9 +599,35 @@ mod tests {
             (&[("max_age", "-1")][..], ErrorCode::InvalidRequest),
             (&[("request", "eyJ")][..], ErrorCode::RequestNotSupported),
             (&[("response_mode", "fragment")][..], ErrorCode::InvalidRequest),
+            (&[("resource", "https://api.example/")][..], ErrorCode::InvalidTarget),
         ] {
             assert_eq!(run(extra).unwrap_err().code, code, "{extra:?}");
         }
+    }
+
+    /// RFC 8707 §2: `resource` may repeat, unlike every other parameter.
+    #[test]
+    fn resources_may_repeat() {
+        let mut c = client();
+        c.resources = vec!["https://a.example/".into(), "https://b.example/".into()];
+        let mut pairs: Vec<(String, String)> = vec![];
+        for (k, v) in [
+            ("client_id", "c1"),
+            ("redirect_uri", "https://rp.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", CHALLENGE),
+            ("code_challenge_method", "S256"),
+            ("resource", "https://b.example/"),
+            ("resource", ""),
+            ("resource", "https://a.example/"),
+        ] {
+            pairs.push((k.into(), v.into()));
+        }
+        let p = Params::from_pairs(pairs);
+        let t = check_target(&p, Some(&c)).unwrap();
+        let req = validate(&p, &c, &t, Hint::Absent).unwrap();
+        assert_eq!(req.resources, ["https://b.example/", "https://a.example/"]);
     }
 
     #[test]

@@ -101,20 +101,25 @@ pub struct IdTokenClaims {
     pub user: UserClaims,
 }
 
-/// RFC 9068 §2.2.
+/// RFC 9068 §2.2. A client_credentials token has no user, so no authentication claims
+/// (§2.2.1: they describe the user's authentication), and `sub` is the client.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AccessTokenClaims {
     pub iss: String,
     pub sub: String,
-    pub aud: String,
+    /// RFC 8707 §2: the resources asked for, else the issuer.
+    pub aud: super::resource::Audience,
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
     pub client_id: String,
     pub scope: String,
-    pub auth_time: i64,
-    pub acr: String,
-    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 /// Userinfo response body (OIDC Core §5.3.2).

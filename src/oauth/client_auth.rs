@@ -99,6 +99,9 @@ mod tests {
             created_at: 0,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            scopes: vec![],
+            resources: vec![],
+            access_token_alg: "RS256".into(),
         }
     }
 

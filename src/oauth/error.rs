@@ -26,6 +26,8 @@ pub enum ErrorCode {
     InsufficientUserAuthentication,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 8707 §2: a `resource` that is malformed or not one the client may ask for.
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidTarget => "invalid_target",
         }
     }
 }

@@ -49,7 +49,8 @@ pub async fn revoke(db: &Db, client: &Client, token: &str) -> Result<(), OAuthEr
 pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, caller: &Client, token: &str, now: i64) -> Result<Value, OAuthError> {
     let inactive = json!({ "active": false });
     if looks_like_jwt(token) {
-        let Some(live) = live_access_token(db, token, now).await? else {
+        // Not the userinfo join: a client_credentials token has no user and is live too.
+        let Some(live) = db.access_token_live(&sha256_b64(token), now).await? else {
             return Ok(inactive);
         };
         if live.client_id != caller.client_id {

@@ -10,6 +10,8 @@ pub mod metadata;
 pub mod origin;
 pub mod pkce;
 pub mod redirect_uri;
+// grants
+pub mod resource;
 pub mod scope;
 pub mod token;
 

@@ -22,12 +22,17 @@ pub const FIRST_PARTY_ONLY: &[&str] = &["account"];
 /// Parses a request's scope: `openid` required, unknown scopes ignored, duplicates dropped,
 /// request order kept.
 pub fn parse(raw: Option<&str>) -> Result<Vec<String>, OAuthError> {
-    let raw = raw.unwrap_or("");
-    // scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-    if raw
-        .bytes()
-        .any(|b| !(b == b' ' || b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)))
-    {
+    let mut out = parse_tokens(raw.unwrap_or(""))?;
+    out.retain(|s| SUPPORTED.contains(&s.as_str()));
+    if !out.iter().any(|s| s == "openid") {
+        return Err(OAuthError::new(ErrorCode::InvalidScope, "scope must include openid"));
+    }
+    Ok(out)
+}
+
+/// Splits a scope into its tokens, duplicates dropped, request order kept, nothing filtered.
+pub fn parse_tokens(raw: &str) -> Result<Vec<String>, OAuthError> {
+    if !raw.split(' ').all(is_token) {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
             "scope contains characters RFC 6749 section 3.3 does not allow",
@@ -35,14 +40,17 @@ pub fn parse(raw: Option<&str>) -> Result<Vec<String>, OAuthError> {
     }
     let mut out: Vec<String> = Vec::new();
     for s in raw.split(' ').filter(|s| !s.is_empty()) {
-        if SUPPORTED.contains(&s) && !out.iter().any(|o| o == s) {
+        if !out.iter().any(|o| o == s) {
             out.push(s.to_owned());
         }
     }
-    if !out.iter().any(|s| s == "openid") {
-        return Err(OAuthError::new(ErrorCode::InvalidScope, "scope must include openid"));
-    }
     Ok(out)
+}
+
+/// RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ); empty passes (a double space).
+pub fn is_token(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 pub fn join(scopes: &[String]) -> String {

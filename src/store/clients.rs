@@ -21,6 +21,12 @@ pub struct Client {
     pub backchannel_logout_uri: Option<String>,
     /// §2.2: the logout token must carry `sid`.
     pub backchannel_logout_session_required: bool,
+    /// Scopes a `client_credentials` request may ask for (registration metadata `scope`).
+    pub scopes: Vec<String>,
+    /// RFC 8707 resources the client's access tokens may be issued to; none: no `resource`.
+    pub resources: Vec<String>,
+    /// RS256 or ES256, for the client's access tokens (`id_token_alg` is for ID tokens).
+    pub access_token_alg: String,
 }
 
 impl Client {
@@ -45,6 +51,9 @@ pub struct NewClient {
     pub allowed_origins: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub access_token_alg: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -62,6 +71,9 @@ struct ClientRow {
     created_at: i64,
     backchannel_logout_uri: Option<String>,
     backchannel_logout_session_required: i64,
+    scopes: String,
+    resources: String,
+    access_token_alg: String,
 }
 
 impl TryFrom<ClientRow> for Client {
@@ -81,19 +93,23 @@ impl TryFrom<ClientRow> for Client {
             created_at: r.created_at,
             backchannel_logout_uri: r.backchannel_logout_uri,
             backchannel_logout_session_required: r.backchannel_logout_session_required != 0,
+            scopes: parse_list(&r.scopes)?,
+            resources: parse_list(&r.resources)?,
+            access_token_alg: r.access_token_alg,
         })
     }
 }
 
 const COLUMNS: &str = "client_id, secret_hash, name, redirect_uris, post_logout_redirect_uris, \
     grant_types, is_public, skip_consent, id_token_alg, require_2fa, created_at, \
-    backchannel_logout_uri, backchannel_logout_session_required";
+    backchannel_logout_uri, backchannel_logout_session_required, \
+    scopes, resources, access_token_alg";
 
 impl Db {
     /// The client row and its CORS origins in one transaction: an instance never sees a
     /// client without its origins.
     pub async fn client_create(&self, c: &NewClient, now: i64) -> Result<()> {
-        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+        let sql = format!("insert into clients ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)");
         let derived = crate::oauth::origin::for_client(&c.redirect_uris, &[]);
         let origins: Vec<(String, bool)> = crate::oauth::origin::for_client(&c.redirect_uris, &c.allowed_origins)
             .into_iter()
@@ -118,6 +134,9 @@ impl Db {
                 .bind(now)
                 .bind(&c.backchannel_logout_uri)
                 .bind(i64::from(c.backchannel_logout_session_required))
+                .bind(json_list(&c.scopes))
+                .bind(json_list(&c.resources))
+                .bind(&c.access_token_alg)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| on_unique(e, "a client with this id already exists"))?;
@@ -224,6 +243,9 @@ mod tests {
             allowed_origins: vec!["https://extra.example".into()],
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            scopes: vec![],
+            resources: vec![],
+            access_token_alg: "RS256".into(),
         };
         db.client_create(&c, 1).await.unwrap();
         assert!(db.origin_allowed("https://extra.example").await.unwrap());

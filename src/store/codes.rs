@@ -27,6 +27,8 @@ pub struct NewCode {
     pub expires_at: i64,
     /// The login session the code came from (Back-Channel Logout 1.0 §2.1 `sid`).
     pub sid: Option<String>,
+    /// RFC 8707 resources the grant covers.
+    pub resources: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +46,7 @@ pub struct IssuedCode {
     pub expires_at: i64,
     /// The login session the code came from (Back-Channel Logout 1.0 §2.1 `sid`).
     pub sid: Option<String>,
+    pub resources: Vec<String>,
 }
 
 /// What trying to take a code found.
@@ -70,6 +73,7 @@ struct CodeRow {
     acr: String,
     expires_at: i64,
     sid: Option<String>,
+    resources: String,
 }
 
 const CODE_USED: i64 = 1;
@@ -106,11 +110,12 @@ impl Db {
     pub async fn code_create(&self, c: &NewCode, now: i64) -> Result<()> {
         on_db!(self, pool => sqlx::query(
             "insert into auth_codes (code_hash, grant_id, client_id, user_id, redirect_uri, scope, nonce, \
-             code_challenge, auth_time, amr, acr, used, created_at, expires_at, sid) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14)")
+             code_challenge, auth_time, amr, acr, used, created_at, expires_at, sid, resources) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $15)")
             .bind(&c.code_hash).bind(&c.grant_id).bind(&c.client_id).bind(&c.user_id)
             .bind(&c.redirect_uri).bind(&c.scope).bind(&c.nonce).bind(&c.code_challenge)
             .bind(c.auth_time).bind(json_list(&c.amr)).bind(&c.acr).bind(now).bind(c.expires_at).bind(&c.sid)
+            .bind(json_list(&c.resources))
             .execute(pool).await?.rows_affected());
         Ok(())
     }
@@ -121,13 +126,14 @@ impl Db {
     pub async fn code_find(&self, code_hash: &str) -> Result<Redemption> {
         let found: Option<(i64, CodeRow)> = on_db!(self, pool => sqlx::query_as::<_, UsedCodeRow>(
             "select used, grant_id, client_id, user_id, redirect_uri, scope, nonce, code_challenge, \
-             auth_time, amr, acr, expires_at, sid from auth_codes where code_hash = $1")
+             auth_time, amr, acr, expires_at, sid, resources from auth_codes where code_hash = $1")
             .bind(code_hash).fetch_optional(pool).await?)
         .map(|r| (r.used, r.code));
         match found {
             None => Ok(Redemption::Unknown),
             Some((0, r)) => Ok(Redemption::Fresh(Box::new(IssuedCode {
                 amr: parse_list(&r.amr)?,
+                resources: parse_list(&r.resources)?,
                 grant_id: r.grant_id,
                 client_id: r.client_id,
                 user_id: r.user_id,

@@ -25,6 +25,8 @@ pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::{LoginSession, SessionInfo, SessionMeta};
 pub use tokens::{AccessTokenRow, NewRefreshToken, RefreshInfo, RefreshRedemption, RefreshTokenRow, UserinfoRow};
+// grants
+pub use tokens::{GraceReplay, LiveAccessToken, Rotation};
 pub use totp::{Removed, TotpCredential, TryTaken};
 pub use tx::Tx;
 pub(crate) use tx::on_tx;
@@ -247,7 +249,7 @@ impl Db {
 
     /// Deletes rows whose lifetime is over. Returns how many rows went.
     pub async fn cleanup(&self, now: i64) -> Result<u64> {
-        const STATEMENTS: [&str; 8] = [
+        const STATEMENTS: [&str; 9] = [
             // Expired codes, and spent ones whose minute of replay protection is over.
             "delete from otp_codes where expires_at < $1 or (used = 1 and created_at < $1 - 60)",
             "delete from auth_codes where expires_at < $1",
@@ -258,6 +260,8 @@ impl Db {
             // Every token of a grant has expired by its expires_at.
             "delete from grants where expires_at < $1",
             "delete from login_attempts where expires_at < $1",
+            // Sealed refresh successors past the longest grace (the server wipes sooner).
+            "update refresh_tokens set successor_sealed = null where successor_sealed is not null and rotated_at < $1 - 60",
         ];
         let mut n = 0;
         for sql in STATEMENTS {

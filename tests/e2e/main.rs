@@ -15,6 +15,8 @@ mod cors;
 mod discovery;
 mod email;
 mod flow;
+// grants
+mod grants;
 mod input;
 mod login_chain;
 mod login_totp;

@@ -363,9 +363,16 @@ async fn assert_family_dead(h: &TestServer, rp: &Rp, refresh_tokens: &[String], 
 
 /// Issue 7 item 3: two concurrent refreshes of one token, one on each of two instances
 /// sharing the database, 40 times: one wins, and afterwards the winner's successor is dead too.
+/// With the refresh grace off: within it, the loser gets the same successor (grants.rs).
 async fn refresh_race_two_way_across_instances(h: &TestServer) {
-    let url = h.state.config.database_url.clone();
-    let h2 = TestServer::start_with(h.backend, |raw| raw.database_url = Some(url)).await;
+    let h1 = TestServer::start_with(h.backend, |raw| raw.refresh_grace = Some(0)).await;
+    let url = h1.state.config.database_url.clone();
+    let graceless = |raw: &mut clef::config::RawConfig| {
+        raw.database_url = Some(url.clone());
+        raw.refresh_grace = Some(0);
+    };
+    let h2 = TestServer::start_with(h.backend, graceless).await;
+    let h = &h1;
     let (rp, b) = signed_in(h, "race2").await;
     for trial in 0..40 {
         let (code, verifier) = code(&rp, &b).await;
@@ -382,10 +389,18 @@ async fn refresh_race_two_way_across_instances(h: &TestServer) {
         assert_family_dead(h, &rp, &refresh, &access, trial).await;
     }
     h2.finish().await;
+    h1.finish().await;
 }
 
 /// Issue 7 item 3, many-way: 100 concurrent refreshes of one token; one wins, all die.
+/// With the refresh grace off (grants.rs has the same race with it on).
 async fn refresh_race_hundred_way(h: &TestServer) {
+    let graceless = TestServer::start_with(h.backend, |raw| raw.refresh_grace = Some(0)).await;
+    refresh_race_hundred_way_graceless(&graceless).await;
+    graceless.finish().await;
+}
+
+async fn refresh_race_hundred_way_graceless(h: &TestServer) {
     let (rp, b) = signed_in(h, "race100").await;
     let (code, verifier) = code(&rp, &b).await;
     let (status, tokens) = redeem(h, &rp, &code, &verifier).await;
