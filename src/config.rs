@@ -70,6 +70,8 @@ pub struct RawConfig {
     pub google_hosted_domain: Option<String>,
     /// `[[upstream]]` tables: OpenID Connect providers users may log in with.
     pub upstream: Option<Vec<RawUpstream>>,
+    // fed
+    pub upstream_key_refresh: Option<i64>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -127,6 +129,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_GOOGLE_CLIENT_SECRET", "google_client_secret"),
     ("CLEF_GOOGLE_ISSUER", "google_issuer"),
     ("CLEF_GOOGLE_HOSTED_DOMAIN", "google_hosted_domain"),
+    // fed
+    ("CLEF_UPSTREAM_KEY_REFRESH", "upstream_key_refresh"),
 ];
 
 #[derive(Clone, Debug)]
@@ -173,6 +177,10 @@ pub struct Config {
     pub reauth_after: i64,
     /// OpenID Connect upstreams, Google first when configured; ids are unique.
     pub upstreams: Vec<Upstream>,
+    // fed
+    /// An upstream ID token naming an unknown `kid` refetches the upstream's keys at most
+    /// this often (`CLEF_UPSTREAM_KEY_REFRESH`, seconds; OIDC Core §10.1.1).
+    pub upstream_key_refresh: std::time::Duration,
 }
 
 /// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
@@ -283,6 +291,8 @@ impl RawConfig {
                 "CLEF_GOOGLE_CLIENT_SECRET" => self.google_client_secret = Some(v),
                 "CLEF_GOOGLE_ISSUER" => self.google_issuer = Some(v),
                 "CLEF_GOOGLE_HOSTED_DOMAIN" => self.google_hosted_domain = Some(v),
+                // fed
+                "CLEF_UPSTREAM_KEY_REFRESH" => self.upstream_key_refresh = Some(int()?),
                 _ => {}
             }
         }
@@ -390,6 +400,13 @@ impl RawConfig {
             return Err(bad("CLEF_TOTP_ISSUER", "must be 1 to 64 characters without a colon"));
         }
         let reauth_after = ttl("CLEF_REAUTH_AFTER", self.reauth_after, 300)?;
+        // 0 is allowed (tests rotate keys within seconds); an hour at most, or a rotated key
+        // would lock Google users out for longer than anyone waits.
+        let upstream_key_refresh = match self.upstream_key_refresh {
+            None => crate::upstream::MIN_REFRESH_INTERVAL,
+            Some(s @ 0..=3600) => std::time::Duration::from_secs(s.unsigned_abs()),
+            Some(_) => return Err(bad("CLEF_UPSTREAM_KEY_REFRESH", "must be 0 to 3600 seconds")),
+        };
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -428,6 +445,7 @@ impl RawConfig {
             totp_issuer,
             reauth_after,
             upstreams,
+            upstream_key_refresh,
         })
     }
 }

@@ -15,6 +15,8 @@ mod password_reset;
 mod reauth;
 mod steps;
 mod token;
+// fed
+mod upstream;
 pub mod two_factor;
 mod userinfo;
 
@@ -70,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::READYZ, get(discovery::readyz))
         .merge(two_factor::routes())
         .merge(reauth::routes())
+        // fed
+        .merge(upstream::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -20,10 +20,15 @@ pub enum EventKind {
     OtherSessionsEnded,
     /// A signed-in user confirmed it was them before a sensitive action (issue 8 §4).
     Reauthenticated,
+    // fed: upstream OpenID Connect identities (issue 9); detail: the upstream's id.
+    UpstreamLogin,
+    UpstreamLinked,
+    UpstreamUnlinked,
+    AccountCreatedByUpstream,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Login,
         EventKind::PasswordChanged,
         EventKind::PasswordReset,
@@ -37,6 +42,10 @@ impl EventKind {
         EventKind::SessionEnded,
         EventKind::OtherSessionsEnded,
         EventKind::Reauthenticated,
+        EventKind::UpstreamLogin,
+        EventKind::UpstreamLinked,
+        EventKind::UpstreamUnlinked,
+        EventKind::AccountCreatedByUpstream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +63,10 @@ impl EventKind {
             EventKind::SessionEnded => "session_ended",
             EventKind::OtherSessionsEnded => "other_sessions_ended",
             EventKind::Reauthenticated => "reauthenticated",
+            EventKind::UpstreamLogin => "upstream_login",
+            EventKind::UpstreamLinked => "upstream_linked",
+            EventKind::UpstreamUnlinked => "upstream_unlinked",
+            EventKind::AccountCreatedByUpstream => "account_created_by_upstream",
         }
     }
 

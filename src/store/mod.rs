@@ -6,6 +6,8 @@ mod codes;
 mod consents;
 mod events;
 mod fast_reads;
+// fed
+mod identities;
 mod limits;
 mod otp;
 mod sessions;
@@ -19,6 +21,8 @@ pub use attempts::AttemptRecord;
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
+// fed
+pub use identities::Identity;
 pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::{LoginSession, SessionInfo, SessionMeta};
