@@ -510,7 +510,14 @@ async fn wrong(d: &Deps<'_>, live: Live, problem: &'static str, method: Method, 
 }
 
 /// A factor passed: record it, then do what the policy says.
-pub(in crate::auth) async fn passed(d: &Deps<'_>, c: Caller<'_>, mut live: Live, user_id: String, factor: Factor, now: i64) -> Result<Step, AuthError> {
+pub(in crate::auth) async fn passed(
+    d: &Deps<'_>,
+    c: Caller<'_>,
+    mut live: Live,
+    user_id: String,
+    factor: Factor,
+    now: i64,
+) -> Result<Step, AuthError> {
     let a = &mut live.attempt;
     a.user_id = Some(user_id.clone());
     a.factors.push(factor);

@@ -80,7 +80,11 @@ pub struct Factor {
 
 impl Factor {
     pub fn new(method: Method, at: i64) -> Factor {
-        Factor { method, at, upstream: None }
+        Factor {
+            method,
+            at,
+            upstream: None,
+        }
     }
 }
 

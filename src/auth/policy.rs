@@ -399,6 +399,98 @@ mod tests {
         );
     }
 
+    /// Rows for an upstream login (issue 9): TOTP still follows unless the upstream is
+    /// trusted for MFA and vouched for it; a two-factor client then asks the password, never
+    /// an emailed code (the upstream account holds the same mailbox); a link's local login.
+    #[test]
+    fn after_an_upstream_login() {
+        use crate::auth::Vouched;
+        let fed = |mfa: bool| Factor {
+            method: Method::Upstream,
+            at: NOW - 5,
+            upstream: Some(Vouched {
+                id: "google".into(),
+                amr: vec!["pwd".into(), "mfa".into()],
+                mfa,
+            }),
+        };
+        let with = |purpose: Purpose, level: Level, factors: Vec<Factor>| {
+            let mut a = attempt(purpose, level, &[]);
+            a.user_id = Some("u".into());
+            a.factors = factors;
+            a
+        };
+        let (pwd, nopwd, totp) = (user(true, false), user(false, false), user(true, true));
+        let ask_totp = Next::Ask(vec![Totp, BackupCode]);
+        type Row<'a> = (&'a str, Attempt, &'a Enrolled, Next);
+        let table: Vec<Row> = vec![
+            (
+                "one factor is enough",
+                with(LOGIN, One, vec![fed(false)]),
+                &nopwd,
+                done(&["fed", "pwd"], ACR_1FA),
+            ),
+            ("totp still asked", with(LOGIN, One, vec![fed(false)]), &totp, ask_totp.clone()),
+            (
+                "upstream says mfa, untrusted",
+                with(LOGIN, Two, vec![fed(false)]),
+                &totp,
+                ask_totp.clone(),
+            ),
+            (
+                "trusted mfa stands in for totp",
+                with(LOGIN, One, vec![fed(true)]),
+                &totp,
+                done(&["fed", "pwd", "mfa"], ACR_2FA),
+            ),
+            (
+                "trusted mfa at a 2fa client",
+                with(LOGIN, Two, vec![fed(true)]),
+                &pwd,
+                done(&["fed", "pwd", "mfa"], ACR_2FA),
+            ),
+            (
+                "totp after the upstream",
+                with(LOGIN, One, vec![fed(false), Factor::new(Totp, NOW)]),
+                &totp,
+                done(&["fed", "pwd", "otp", "mfa"], ACR_2FA),
+            ),
+            (
+                "2fa client: the password",
+                with(LOGIN, Two, vec![fed(false)]),
+                &pwd,
+                Next::Ask(vec![Password]),
+            ),
+            (
+                "2fa client, passwordless: said",
+                with(LOGIN, Two, vec![fed(false)]),
+                &nopwd,
+                Next::Over(Why::NoSecondFactor),
+            ),
+            (
+                "2fa client, then the password",
+                with(LOGIN, Two, vec![fed(false), Factor::new(Password, NOW)]),
+                &pwd,
+                done(&["fed", "pwd", "mfa"], ACR_2FA),
+            ),
+        ];
+        for (name, a, enrolled, want) in table {
+            assert_eq!(next(&a, Some(enrolled), S, NOW), want, "{name}");
+        }
+        // A link waits for the local account's own login, like any login.
+        let link = Purpose::Link {
+            upstream: "google".into(),
+            issuer: "https://accounts.google.com".into(),
+            subject: "s".into(),
+            email: None,
+        };
+        assert_eq!(
+            next(&attempt(link.clone(), One, &[]), None, S, NOW),
+            Next::Choose(vec![Password, EmailCode])
+        );
+        assert_eq!(next(&attempt(link, One, &[Password]), Some(&pwd), S, NOW), done(&["pwd"], ACR_1FA));
+    }
+
     /// Rows for a re-authentication (issue 8 §4), in a table of their own: the user is known
     /// before any factor, and the strongest method they have is asked, whatever the level.
     #[test]

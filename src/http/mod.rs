@@ -16,8 +16,8 @@ mod reauth;
 mod steps;
 mod token;
 // fed
-mod upstream;
 pub mod two_factor;
+mod upstream;
 mod userinfo;
 
 use axum::Router;

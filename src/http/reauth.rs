@@ -308,10 +308,8 @@ async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step) -> Result
             Err(PageError::new(status, message))
         }
         // A login's steps: not reached by a re-authentication.
-        Step::Show { .. }
-        | Step::Finished(_)
-        | Step::Redirect(_)
-        | Step::UpstreamFailed { .. }
-        | Step::Linked { .. } => Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over")),
+        Step::Show { .. } | Step::Finished(_) | Step::Redirect(_) | Step::UpstreamFailed { .. } | Step::Linked { .. } => {
+            Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over"))
+        }
     }
 }

@@ -431,7 +431,10 @@ fn link_page(app: &AppState, jar: CookieJar, loc: &str, live: &Live, error: Opti
     let Purpose::Link { upstream, .. } = &live.attempt.purpose else {
         return Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over"));
     };
-    let name = app.upstreams.get(upstream).map_or(upstream.as_str(), |c| c.upstream().display_name.as_str());
+    let name = app
+        .upstreams
+        .get(upstream)
+        .map_or(upstream.as_str(), |c| c.upstream().display_name.as_str());
     let (jar, csrf) = csrf_token(app, jar);
     let req = live.attempt.request_id.as_deref().unwrap_or("");
     let ctx = LinkPage {

@@ -63,11 +63,25 @@ pub fn buttons(app: &AppState, path: &'static str) -> Vec<Button> {
 
 /// POST /login/upstream/{id}: from the login or sign-up page (its CSRF token and `req`), a
 /// new attempt and the redirect to the upstream.
-pub async fn start_post(State(app): State<AppState>, ip: ClientIp, Path(id): Path<String>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+pub async fn start_post(
+    State(app): State<AppState>,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
     page_or_error(&app, &headers, start_inner(&app, ip, &id, &headers, jar, body).await)
 }
 
-async fn start_inner(app: &AppState, ip: ClientIp, id: &str, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn start_inner(
+    app: &AppState,
+    ip: ClientIp,
+    id: &str,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Result<Response, PageError> {
     let pairs = read_form(app, headers, &jar, body).await?;
     let req = field(&pairs, "req").unwrap_or("");
     if req.len() > extract::MAX_REQ_ID {
@@ -128,11 +142,25 @@ async fn link_code_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar:
 }
 
 /// POST /account/upstream/{id}/link: the same redirect, bound to the signed-in user.
-pub async fn account_link_post(State(app): State<AppState>, ip: ClientIp, Path(id): Path<String>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+pub async fn account_link_post(
+    State(app): State<AppState>,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
     page_or_error(&app, &headers, account_link_inner(&app, ip, &id, &headers, jar, body).await)
 }
 
-async fn account_link_inner(app: &AppState, ip: ClientIp, id: &str, headers: &HeaderMap, jar: CookieJar, body: Body) -> Result<Response, PageError> {
+async fn account_link_inner(
+    app: &AppState,
+    ip: ClientIp,
+    id: &str,
+    headers: &HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Result<Response, PageError> {
     let _ = read_form(app, headers, &jar, body).await?;
     let Some(signed) = super::account::signed_in(app, &jar).await? else {
         return Ok(no_store(Redirect::to(paths::LOGIN).into_response()));
@@ -182,7 +210,10 @@ async fn unlink_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, jar: Co
     let user = &p.signed.user;
     let presented = field(&p.pairs, "identity").unwrap_or("");
     let identities = app.db.identities_for_user(&user.user_id).await?;
-    let Some(target) = identities.iter().find(|i| presented.len() <= 128 && app.hmac_key.verify(&["identity-handle", &i.issuer, &i.subject], presented)) else {
+    let Some(target) = identities
+        .iter()
+        .find(|i| presented.len() <= 128 && app.hmac_key.verify(&["identity-handle", &i.issuer, &i.subject], presented))
+    else {
         return Err(PageError::new(StatusCode::BAD_REQUEST, "account.identity_unknown"));
     };
     if !another_way_in(user, &identities, Some(target)) {

@@ -9,9 +9,9 @@ use clef::keys::Keys;
 use clef::store::EventKind;
 use reqwest::StatusCode;
 
+use crate::support::TestServer;
 use crate::support::browser::{Browser, Page, html_unescape};
 use crate::support::rp::Rp;
-use crate::support::TestServer;
 
 const PW: &str = "correct horse battery";
 const LOCAL_PW: &str = "a local passphrase here";
@@ -30,10 +30,7 @@ async fn fed_with(up: &TestServer, adjust: impl FnOnce(&mut RawConfig, &str, &st
     let created = up
         .client(ClientSpec {
             name: "clef under test".into(),
-            redirect_uris: vec![
-                format!("{issuer}/login/callback/google"),
-                format!("{issuer}/login/callback/corp"),
-            ],
+            redirect_uris: vec![format!("{issuer}/login/callback/google"), format!("{issuer}/login/callback/corp")],
             skip_consent: true,
             ..ClientSpec::default()
         })
@@ -86,8 +83,11 @@ async fn press(b: &Browser, login: &Page, id: &str) -> Page {
     let marker = format!("formaction=\"/login/upstream/{id}\"");
     assert!(html_unescape(&login.body).contains(&marker), "no {id} button: {}", login.body);
     let req = login.input("req").unwrap_or_default();
-    b.post(&format!("/login/upstream/{id}"), &[("csrf", &login.input("csrf").unwrap()), ("req", &req)])
-        .await
+    b.post(
+        &format!("/login/upstream/{id}"),
+        &[("csrf", &login.input("csrf").unwrap()), ("req", &req)],
+    )
+    .await
 }
 
 /// From the button to the callback's answer: logs in at the upstream (with `totp` when it
@@ -124,7 +124,15 @@ fn amr(c: &openidconnect::core::CoreIdTokenClaims) -> Vec<String> {
 }
 
 async fn events(f: &Fed, user_id: &str) -> Vec<EventKind> {
-    f.down.state.db.events_recent(user_id, 50).await.unwrap().into_iter().map(|e| e.kind).collect()
+    f.down
+        .state
+        .db
+        .events_recent(user_id, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }
 
 /// The first login makes the account (verified as the upstream says, no password, the
@@ -195,9 +203,16 @@ async fn no_link_without_proof_on_both_sides(h: &TestServer) {
     let page = round_trip(&f, h, &b, &login, "cy@example.test", None).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("log in to your existing account"), "{}", page.body);
-    assert!(f.down.state.db.identities_for_user(&local).await.unwrap().is_empty(), "nothing linked yet");
+    assert!(
+        f.down.state.db.identities_for_user(&local).await.unwrap().is_empty(),
+        "nothing linked yet"
+    );
     let wrong = b.submit(&page, &[("password", "not the password")]).await;
-    assert!(wrong.body.contains("log in to your existing account"), "the link page again: {}", wrong.body);
+    assert!(
+        wrong.body.contains("log in to your existing account"),
+        "the link page again: {}",
+        wrong.body
+    );
     let done = b.follow(b.submit(&wrong, &[("password", LOCAL_PW)]).await).await;
     let claims = rp_claims(&f, done, started).await;
     assert_eq!(claims.subject().as_str(), local);
@@ -441,7 +456,11 @@ async fn trust_mfa_skips_totp(h: &TestServer) {
             assert!(a.contains(&"fed".to_owned()) && a.contains(&"mfa".to_owned()), "{a:?}");
             assert_eq!(claims.subject().as_str(), local);
         } else {
-            assert!(page.body.contains("id=\"login-totp\""), "untrusted: TOTP still asked: {}", page.body);
+            assert!(
+                page.body.contains("id=\"login-totp\""),
+                "untrusted: TOTP still asked: {}",
+                page.body
+            );
         }
         f.down.finish().await;
     }
@@ -491,7 +510,10 @@ async fn account_page_link_and_unlink(h: &TestServer) {
     let ids = f.down.state.db.identities_for_user(&user.user_id).await.unwrap();
     let handle = f.down.state.hmac_key.mac(&["identity-handle", &ids[0].issuer, &ids[0].subject]);
     let refused = b
-        .post("/account/upstream/unlink", &[("csrf", &account.input("csrf").unwrap()), ("identity", &handle)])
+        .post(
+            "/account/upstream/unlink",
+            &[("csrf", &account.input("csrf").unwrap()), ("identity", &handle)],
+        )
         .await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
     assert_eq!(f.down.state.db.identities_for_user(&user.user_id).await.unwrap().len(), 1);
@@ -500,7 +522,9 @@ async fn account_page_link_and_unlink(h: &TestServer) {
     let local = local_user(&f, "lu@example.test", true).await;
     up_user(h, "lu.google@example.test", true).await;
     let b = f.down.browser();
-    let signed = b.submit(&b.get("/login").await, &[("email", "lu@example.test"), ("password", LOCAL_PW)]).await;
+    let signed = b
+        .submit(&b.get("/login").await, &[("email", "lu@example.test"), ("password", LOCAL_PW)])
+        .await;
     signed.assert_redirect_to("/account");
     let account = b.get("/account").await;
     assert!(account.body.contains("Link Google"), "{}", account.body);
@@ -534,7 +558,10 @@ async fn account_page_link_and_unlink(h: &TestServer) {
     let account = b.get("/account").await;
     let handle = f.down.state.hmac_key.mac(&["identity-handle", &ids[0].issuer, &ids[0].subject]);
     let done = b
-        .post("/account/upstream/unlink", &[("csrf", &account.input("csrf").unwrap()), ("identity", &handle)])
+        .post(
+            "/account/upstream/unlink",
+            &[("csrf", &account.input("csrf").unwrap()), ("identity", &handle)],
+        )
         .await;
     done.assert_redirect_to("/account?done=unlinked");
     assert!(f.down.state.db.identities_for_user(&local).await.unwrap().is_empty());

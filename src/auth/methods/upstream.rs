@@ -249,7 +249,15 @@ fn row(user_id: &str, upstream: &str, i: &UpstreamIdentity, now: i64) -> Identit
 }
 
 /// The identity is the user's: record the factor and let the policy say what comes next.
-async fn pass(d: &Deps<'_>, c: Caller<'_>, mut live: Live, client: &UpstreamClient, i: &UpstreamIdentity, user: User, now: i64) -> Result<Step, AuthError> {
+async fn pass(
+    d: &Deps<'_>,
+    c: Caller<'_>,
+    mut live: Live,
+    client: &UpstreamClient,
+    i: &UpstreamIdentity,
+    user: User,
+    now: i64,
+) -> Result<Step, AuthError> {
     let up = client.upstream();
     d.db.event_record(&user.user_id, EventKind::UpstreamLogin, &event(c, &up.id), now)
         .await?;
@@ -270,7 +278,14 @@ async fn pass(d: &Deps<'_>, c: Caller<'_>, mut live: Live, client: &UpstreamClie
 
 /// Which account an upstream login is: the linked one; else one with the same address, only
 /// when both sides have verified it (else the user logs in to it first); else a new one.
-async fn login(d: &Deps<'_>, c: Caller<'_>, mut live: Live, client: &UpstreamClient, i: UpstreamIdentity, now: i64) -> Result<Step, AuthError> {
+async fn login(
+    d: &Deps<'_>,
+    c: Caller<'_>,
+    mut live: Live,
+    client: &UpstreamClient,
+    i: UpstreamIdentity,
+    now: i64,
+) -> Result<Step, AuthError> {
     let up = client.upstream();
     // The key is (issuer, sub), never the address (OIDC Core §5.7): a changed address upstream
     // still finds its account, and an address taken over upstream finds nobody's.
@@ -408,7 +423,14 @@ async fn create(
 
 /// The account page's link: the identity becomes the signed-in user's, unless it is someone
 /// else's already, which is refused (an identity never moves between accounts).
-async fn link_from_account(d: &Deps<'_>, c: Caller<'_>, a: &Attempt, client: &UpstreamClient, i: &UpstreamIdentity, now: i64) -> Result<Step, AuthError> {
+async fn link_from_account(
+    d: &Deps<'_>,
+    c: Caller<'_>,
+    a: &Attempt,
+    client: &UpstreamClient,
+    i: &UpstreamIdentity,
+    now: i64,
+) -> Result<Step, AuthError> {
     d.db.attempt_drop(&a.attempt_hash).await?;
     let up = client.upstream();
     let Some(user_id) = a.user_id.clone() else {
