@@ -12,7 +12,7 @@ use crate::browser_tests;
 use crate::support::rp::Rp;
 use crate::support::{Backend, TestServer};
 
-const BUTTON: &str = "form#login button#login-upstream-google";
+const BUTTON: &str = "form#login-upstream-google button";
 
 async fn continue_with_google(b: Browsers) {
     let up = TestServer::start(Backend::Sqlite).await;
