@@ -560,7 +560,20 @@ async fn account_page_link_and_unlink(h: &TestServer) {
     assert!(page.body.contains("already linked to another account"), "{}", page.body);
     assert_eq!(f.down.state.db.identities_for_user(&user.user_id).await.unwrap().len(), 1);
 
-    // Unlink (the login is recent, so no re-authentication is asked).
+    // Unlink is a sensitive action: an old login is asked to confirm it is them first.
+    f.down.clock.advance(3600);
+    let account = b.get("/account").await;
+    let handle = f.down.state.hmac_key.mac(&["identity-handle", &ids[0].issuer, &ids[0].subject]);
+    let asked = b
+        .post(
+            "/account/upstream/unlink",
+            &[("csrf", &account.input("csrf").unwrap()), ("identity", &handle)],
+        )
+        .await;
+    let to = asked.assert_redirect_to("/account/reauth?then=unlink").to_owned();
+    let reauth = b.get(&to).await;
+    b.submit(&reauth, &[("password", LOCAL_PW)]).await.assert_redirect_to("/account");
+    assert_eq!(f.down.state.db.identities_for_user(&local).await.unwrap().len(), 1, "not before");
     let account = b.get("/account").await;
     let handle = f.down.state.hmac_key.mac(&["identity-handle", &ids[0].issuer, &ids[0].subject]);
     let done = b
