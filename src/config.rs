@@ -674,6 +674,24 @@ scopes = ["email", "openid", "groups"]
 trust_email_verified = true
 "#;
 
+    // fed
+    #[test]
+    fn upstream_key_refresh() {
+        let with = |v: Option<i64>| RawConfig {
+            upstream_key_refresh: v,
+            ..RawConfig::default()
+        };
+        assert_eq!(
+            with(None).validate().unwrap().upstream_key_refresh,
+            crate::upstream::MIN_REFRESH_INTERVAL
+        );
+        assert_eq!(with(Some(0)).validate().unwrap().upstream_key_refresh, std::time::Duration::ZERO);
+        for bad in [-1, 3601] {
+            let err = with(Some(bad)).validate().unwrap_err().to_string();
+            assert!(err.starts_with("CLEF_UPSTREAM_KEY_REFRESH"), "{err}");
+        }
+    }
+
     #[test]
     fn upstreams_good() {
         assert!(RawConfig::default().validate().unwrap().upstreams.is_empty());

@@ -436,6 +436,14 @@ async fn link_from_account(
     let Some(user_id) = a.user_id.clone() else {
         return Ok(failed(a, Failure::State));
     };
+    // The session that asked must still be this user's: logged out meanwhile, nothing links.
+    let Purpose::LinkFromAccount { session_hash } = &a.purpose else {
+        return Ok(failed(a, Failure::State));
+    };
+    if d.db.session_get(session_hash, now).await?.is_none_or(|s| s.user_id != user_id) {
+        tracing::info!(user_id = %user_id, upstream = %up.id, "link refused: the session that asked has ended");
+        return Ok(failed(a, Failure::State));
+    }
     if let Some(known) = d.db.identity_use(&i.issuer, &i.subject, now).await? {
         if known.user_id == user_id {
             return Ok(Step::Linked { user_id, already: true });
