@@ -175,6 +175,15 @@ pub async fn callback(d: &Deps<'_>, c: Caller<'_>, id: &str, cb: Callback, now: 
         tracing::info!(upstream = id, "upstream callback state replayed");
         return Ok(none);
     }
+    // The state travelled through the upstream and the address bar: a link page's forms get
+    // a new id, and the state names nothing any more.
+    let fresh = random_token(24);
+    let fresh_hash = sha256_b64(&fresh);
+    if !d.db.attempt_rekey(&a.attempt_hash, &fresh_hash).await? {
+        return Ok(none);
+    }
+    a.attempt_hash = fresh_hash;
+    live.id = fresh;
     match verified(d, id, &p, &cb, now).await? {
         Ok((client, identity)) => {
             if let Purpose::LinkFromAccount { .. } = a.purpose {
