@@ -27,6 +27,9 @@ pub enum StartError {
     Mail(String),
     #[error("listen: {0}")]
     Io(#[from] std::io::Error),
+    // fed
+    #[error("{0}")]
+    Upstream(String),
 }
 
 pub struct Inner {
@@ -42,6 +45,9 @@ pub struct Inner {
     pub hmac_key: crate::secret_key::SecretKeys,
     /// The discovery document, serialised once.
     pub discovery_json: Arc<str>,
+    // fed
+    /// One OpenID Connect client per configured upstream.
+    pub upstreams: crate::upstream::Upstreams,
 }
 
 #[derive(Clone)]
@@ -69,6 +75,7 @@ impl AppState {
         let secret = crate::secret_key::SecretKeys::load(&config)?;
         let discovery_json = crate::oauth::metadata::document(&config).to_string().into();
         let mailer = Arc::new(crate::mail::Mailer::new(&config).map_err(|e| StartError::Mail(e.to_string()))?);
+        let upstreams = crate::upstream::Upstreams::from_config(&config).map_err(StartError::Upstream)?;
         Ok(AppState(Arc::new(Inner {
             mailer,
             hasher: Hasher::new(config.max_concurrent_hashes),
@@ -79,6 +86,7 @@ impl AppState {
             pages,
             clock,
             discovery_json,
+            upstreams,
         })))
     }
 }

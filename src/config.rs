@@ -75,6 +75,8 @@ pub struct RawConfig {
     pub upstream: Option<Vec<RawUpstream>>,
     // grants
     pub refresh_grace: Option<i64>,
+    // fed
+    pub upstream_key_refresh: Option<i64>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -134,6 +136,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_GOOGLE_HOSTED_DOMAIN", "google_hosted_domain"),
     // grants
     ("CLEF_REFRESH_GRACE", "refresh_grace"),
+    // fed
+    ("CLEF_UPSTREAM_KEY_REFRESH", "upstream_key_refresh"),
 ];
 
 #[derive(Clone, Debug)]
@@ -183,6 +187,10 @@ pub struct Config {
     /// Seconds after a refresh token's rotation during which presenting it again returns the
     /// same successor, once; 0 turns the grace off (reuse always revokes the grant).
     pub refresh_grace: i64,
+    // fed
+    /// An upstream ID token naming an unknown `kid` refetches the upstream's keys at most
+    /// this often (`CLEF_UPSTREAM_KEY_REFRESH`, seconds; OIDC Core §10.1.1).
+    pub upstream_key_refresh: std::time::Duration,
 }
 
 /// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
@@ -295,6 +303,8 @@ impl RawConfig {
                 "CLEF_GOOGLE_HOSTED_DOMAIN" => self.google_hosted_domain = Some(v),
                 // grants
                 "CLEF_REFRESH_GRACE" => self.refresh_grace = Some(int()?),
+                // fed
+                "CLEF_UPSTREAM_KEY_REFRESH" => self.upstream_key_refresh = Some(int()?),
                 _ => {}
             }
         }
@@ -408,6 +418,13 @@ impl RawConfig {
         if !(0..=MAX_REFRESH_GRACE).contains(&refresh_grace) {
             return Err(bad("CLEF_REFRESH_GRACE", format!("must be 0 (off) to {MAX_REFRESH_GRACE} seconds")));
         }
+        // 0 is allowed (tests rotate keys within seconds); an hour at most, or a rotated key
+        // would lock Google users out for longer than anyone waits.
+        let upstream_key_refresh = match self.upstream_key_refresh {
+            None => crate::upstream::MIN_REFRESH_INTERVAL,
+            Some(s @ 0..=3600) => std::time::Duration::from_secs(s.unsigned_abs()),
+            Some(_) => return Err(bad("CLEF_UPSTREAM_KEY_REFRESH", "must be 0 to 3600 seconds")),
+        };
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -447,6 +464,7 @@ impl RawConfig {
             reauth_after,
             upstreams,
             refresh_grace,
+            upstream_key_refresh,
         })
     }
 }
@@ -690,6 +708,24 @@ client_secret = "s3cret"
 scopes = ["email", "openid", "groups"]
 trust_email_verified = true
 "#;
+
+    // fed
+    #[test]
+    fn upstream_key_refresh() {
+        let with = |v: Option<i64>| RawConfig {
+            upstream_key_refresh: v,
+            ..RawConfig::default()
+        };
+        assert_eq!(
+            with(None).validate().unwrap().upstream_key_refresh,
+            crate::upstream::MIN_REFRESH_INTERVAL
+        );
+        assert_eq!(with(Some(0)).validate().unwrap().upstream_key_refresh, std::time::Duration::ZERO);
+        for bad in [-1, 3601] {
+            let err = with(Some(bad)).validate().unwrap_err().to_string();
+            assert!(err.starts_with("CLEF_UPSTREAM_KEY_REFRESH"), "{err}");
+        }
+    }
 
     #[test]
     fn upstreams_good() {

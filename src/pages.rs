@@ -36,6 +36,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("two_factor_enrol.html", include_str!("../templates/pages/two_factor_enrol.html")),
     ("two_factor_codes.html", include_str!("../templates/pages/two_factor_codes.html")),
     ("reauth.html", include_str!("../templates/pages/reauth.html")),
+    // fed
+    ("upstream_link.html", include_str!("../templates/pages/upstream_link.html")),
 ];
 
 pub struct Pages {
@@ -129,9 +131,17 @@ mod tests {
                     "totp_action": "/login/totp", "backup_action": "/login/backup-code", "setup_url": "/account/two-factor",
                     "reason": "reauth.reason.disable_totp", "ask": "code", "password_action": "/p", "code_action": "/c", "cancel_url": "/account",
                 });
+                // fed: the upstream buttons and the link page.
+                let fed = serde_json::json!({
+                    "upstreams": [{"id": "google", "label": "Continue with Google", "google": true, "action": "/login/upstream/google"},
+                                  {"id": "corp", "label": "Continue with <Corp>", "google": false, "action": "/login/upstream/corp"}],
+                    "upstream_name": "Google", "password_action": "/login/password",
+                });
                 let mut ctx = ctx;
-                if let (Some(all), serde_json::Value::Object(more)) = (ctx.as_object_mut(), extra) {
-                    all.extend(more);
+                for more in [extra, fed] {
+                    if let (Some(all), serde_json::Value::Object(more)) = (ctx.as_object_mut(), more) {
+                        all.extend(more);
+                    }
                 }
                 for (name, _) in EMBEDDED {
                     let html = pages.render(name, &ctx).unwrap_or_else(|e| panic!("{name} in {locale}: {e:#}"));

@@ -52,3 +52,13 @@ pub const REAUTH_PASSWORD: &str = "/account/reauth/password";
 pub const REAUTH_TOTP: &str = "/account/reauth/totp";
 pub const REAUTH_BACKUP_CODE: &str = "/account/reauth/backup-code";
 pub const REAUTH_CODE: &str = "/account/reauth/code";
+// fed
+/// Starts the redirect to upstream `{id}` (a login page button, CSRF-checked POST).
+pub const LOGIN_UPSTREAM: &str = "/login/upstream/{id}";
+/// The upstream's redirect back, one fixed path per upstream: the URI to register there.
+pub const LOGIN_CALLBACK: &str = "/login/callback/{id}";
+/// The emailed code that confirms a link by logging in to the local account.
+pub const LOGIN_UPSTREAM_CODE: &str = "/login/upstream-link/code";
+/// The account page's "Link Google" and "Unlink".
+pub const ACCOUNT_UPSTREAM_LINK: &str = "/account/upstream/{id}/link";
+pub const ACCOUNT_UPSTREAM_UNLINK: &str = "/account/upstream/unlink";

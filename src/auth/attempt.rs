@@ -24,6 +24,21 @@ pub enum Purpose {
         session_hash: String,
         back: Action,
     },
+    /// An upstream identity new to clef whose address is a local account's, without proof on
+    /// both sides that the address is the same person's: the user logs in to that account
+    /// first, and the identity is linked when the login is done (issue 9; keycloak#53041).
+    Link {
+        upstream: String,
+        issuer: String,
+        subject: String,
+        /// The address the upstream gave, kept with the link.
+        email: Option<String>,
+    },
+    /// "Link Google" on the account page: the redirect of a signed-in user, whose callback
+    /// links the identity to THAT user (`Attempt::user_id`), if it is nobody else's.
+    LinkFromAccount {
+        session_hash: String,
+    },
 }
 
 /// The account pages a re-authentication leads back to: the `then=` of `/account/reauth`,
@@ -39,10 +54,12 @@ pub enum Action {
     DisableTotp,
     RegenerateBackupCodes,
     EnableTotp,
+    /// Unlinking an upstream identity (issue 9).
+    Unlink,
 }
 
 impl Action {
-    const ALL: [Action; 8] = [
+    const ALL: [Action; 9] = [
         Action::Account,
         Action::Password,
         Action::Email,
@@ -51,6 +68,7 @@ impl Action {
         Action::DisableTotp,
         Action::RegenerateBackupCodes,
         Action::EnableTotp,
+        Action::Unlink,
     ];
 
     /// The `then=` names the account and two-factor pages send.
@@ -64,6 +82,7 @@ impl Action {
             Action::DisableTotp => "disable_totp",
             Action::RegenerateBackupCodes => "regenerate_backup_codes",
             Action::EnableTotp => "enable_totp",
+            Action::Unlink => "unlink",
         }
     }
 
@@ -127,12 +146,24 @@ pub enum CodeFor {
     Reauth,
 }
 
+/// What an upstream redirect left to check at its callback. The attempt's own hash is the
+/// hash of `state` (the callback finds it by that alone); the nonce and the PKCE verifier are
+/// secrets, sealed with `secret_box` under the server key, bound to that hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamPending {
+    pub upstream: String,
+    pub state_hash: String,
+    /// `secret_box::seal` of `{"nonce": …, "verifier": …}`.
+    pub sealed: String,
+}
+
 /// The started method's server-side state (portier's `BridgeData`): one serde-tagged column,
 /// so a method that needs a challenge or an upstream `state` adds a variant, not a table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub enum Pending {
     EmailCode { code_for: CodeFor },
+    Upstream(UpstreamPending),
 }
 
 /// One `login_attempts` row, typed.
@@ -227,10 +258,7 @@ mod tests {
             },
             claimed_email: Some("a@x.test".into()),
             user_id: Some("u".into()),
-            factors: vec![Factor {
-                method: Method::EmailCode,
-                at: 10,
-            }],
+            factors: vec![Factor::new(Method::EmailCode, 10)],
             pending: Some(Pending::EmailCode {
                 code_for: CodeFor::SecondFactor,
             }),

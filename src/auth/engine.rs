@@ -90,6 +90,19 @@ pub enum Step {
         why: Why,
         request_id: Option<String>,
     },
+    // fed
+    /// Off to an upstream provider's authorization endpoint (a 303).
+    Redirect(String),
+    /// An upstream login ended before clef could go on (`methods::upstream::Failure`).
+    UpstreamFailed {
+        failure: super::methods::upstream::Failure,
+        request_id: Option<String>,
+    },
+    /// The account page's "Link": the identity is the signed-in user's now (or already was).
+    Linked {
+        user_id: String,
+        already: bool,
+    },
 }
 
 /// A new attempt, not yet stored: a password login that fails writes nothing.
@@ -144,7 +157,7 @@ pub async fn load_by_link(db: &Db, token: &str, browser_hash: &str, now: i64) ->
 
 /// Stores the attempt: a first write creates the row, later ones need the version read.
 /// `false`: another post changed it first, and nothing was written.
-async fn save(db: &Db, a: &mut Attempt, now: i64) -> Result<bool, AuthError> {
+pub(in crate::auth) async fn save(db: &Db, a: &mut Attempt, now: i64) -> Result<bool, AuthError> {
     if a.version == 0 {
         a.version = 1;
         db.attempt_create(&AttemptRecord::try_from(&*a)?).await?;
@@ -157,7 +170,7 @@ async fn save(db: &Db, a: &mut Attempt, now: i64) -> Result<bool, AuthError> {
     Ok(won)
 }
 
-fn over(a: &Attempt, why: Why) -> Step {
+pub(in crate::auth) fn over(a: &Attempt, why: Why) -> Step {
     Step::Over {
         why,
         request_id: a.request_id.clone(),
@@ -277,6 +290,7 @@ async fn start<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: 
     let (notice, mail_failed) = match begun {
         Begun::Form => (None, false),
         Begun::Sent { mail_failed } => (Some(notice_for(a)), mail_failed),
+        Begun::Redirect(to) => return Ok(Step::Redirect(to)),
     };
     let next = if a.factors.is_empty() && !is_reauth(a) {
         policy::next(a, None, SETTINGS, now)
@@ -320,7 +334,12 @@ pub async fn link(d: &Deps<'_>, c: Caller<'_>, token: Secret, now: i64) -> Resul
             live.id = id;
             live.attempt.attempt_hash = hash;
         }
-        Step::Finished(_) | Step::Reauthenticated { .. } | Step::Over { .. } => {}
+        Step::Finished(_)
+        | Step::Reauthenticated { .. }
+        | Step::Over { .. }
+        | Step::Redirect(_)
+        | Step::UpstreamFailed { .. }
+        | Step::Linked { .. } => {}
     }
     Ok(Some(step))
 }
@@ -358,7 +377,7 @@ pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, inpu
     let verdict = M::verify(d, c, &live.attempt, input, now).await?;
     settle(d, c, hold, &verdict, &email, now).await?;
     match verdict {
-        Verdict::Passed { user_id } => passed(d, c, live, user_id, M::METHOD, now).await,
+        Verdict::Passed { user_id } => passed(d, c, live, user_id, Factor::new(M::METHOD, now), now).await,
         Verdict::Held { user_id } => {
             // Nobody signs in on a pending password: the address is verified from here first.
             tracing::info!(user_id = %user_id, "password login held until the address is verified");
@@ -441,7 +460,7 @@ pub async fn reauth(d: &Deps<'_>, c: Caller<'_>, live: Live, now: i64) -> Result
 /// A re-authentication's end, in one transaction: the attempt is spent (one of two racing
 /// posts wins), the bound session's authentication time becomes now, and the event is kept.
 /// No new session and no authorization request: the user goes back to the account page.
-async fn reauthenticated(d: &Deps<'_>, c: Caller<'_>, a: &Attempt, amr: &[&str], now: i64) -> Result<Step, AuthError> {
+async fn reauthenticated(d: &Deps<'_>, c: Caller<'_>, a: &Attempt, amr: &[String], now: i64) -> Result<Step, AuthError> {
     let (Purpose::Reauth { session_hash, back }, Some(user_id)) = (&a.purpose, a.user_id.clone()) else {
         return Ok(over(a, Why::Expired));
     };
@@ -491,10 +510,17 @@ async fn wrong(d: &Deps<'_>, live: Live, problem: &'static str, method: Method, 
 }
 
 /// A factor passed: record it, then do what the policy says.
-async fn passed(d: &Deps<'_>, c: Caller<'_>, mut live: Live, user_id: String, method: Method, now: i64) -> Result<Step, AuthError> {
+pub(in crate::auth) async fn passed(
+    d: &Deps<'_>,
+    c: Caller<'_>,
+    mut live: Live,
+    user_id: String,
+    factor: Factor,
+    now: i64,
+) -> Result<Step, AuthError> {
     let a = &mut live.attempt;
     a.user_id = Some(user_id.clone());
-    a.factors.push(Factor { method, at: now });
+    a.factors.push(factor);
     a.pending = None;
     decide(d, c, live, now).await
 }
@@ -533,7 +559,7 @@ pub async fn new_password(d: &Deps<'_>, c: Caller<'_>, mut live: Live, password:
 }
 
 /// Asks the policy and acts on its answer; every path that ends a login comes through here.
-async fn decide(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result<Step, AuthError> {
+pub(in crate::auth) async fn decide(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result<Step, AuthError> {
     let a = &mut live.attempt;
     let enrolled = match &a.user_id {
         Some(id) => enrolled(d.db, id).await?,
@@ -542,18 +568,23 @@ async fn decide(d: &Deps<'_>, c: Caller<'_>, mut live: Live, now: i64) -> Result
     match policy::next(a, enrolled.as_ref(), SETTINGS, now) {
         Next::Done { amr, .. } if is_reauth(a) => reauthenticated(d, c, a, &amr, now).await,
         Next::Done { amr, acr, offer } => {
-            // Of two posts finishing the same attempt, one deletes it and goes on.
-            if a.version > 0 && !d.db.attempt_finish(&a.attempt_hash, a.version).await? {
+            if let Purpose::Link { .. } = a.purpose {
+                // The local login is done: the identity is linked as the attempt ends.
+                if let Some(why) = super::methods::upstream::confirm_link(d, c, a, now).await? {
+                    return Ok(over(a, why));
+                }
+            } else if a.version > 0 && !d.db.attempt_finish(&a.attempt_hash, a.version).await? {
+                // Of two posts finishing the same attempt, one deletes it and goes on.
                 return Ok(over(a, Why::Expired));
             }
             let confirm = match a.purpose {
                 Purpose::Reset { .. } => Some("done.reset"),
                 Purpose::Signup => Some("done.signup"),
-                Purpose::Login | Purpose::Reauth { .. } => None,
+                Purpose::Login | Purpose::Reauth { .. } | Purpose::Link { .. } | Purpose::LinkFromAccount { .. } => None,
             };
             Ok(Step::Finished(Authenticated {
                 user_id: a.user_id.clone().unwrap_or_default(),
-                amr: amr.into_iter().map(str::to_owned).collect(),
+                amr,
                 acr,
                 request_id: a.request_id.clone(),
                 confirm,
@@ -674,16 +705,10 @@ mod tests {
         assert!(in_order::<EmailCode>(&waiting_code) && in_order::<MagicLink>(&waiting_code));
         assert!(!in_order::<Password>(&waiting_code), "not while a code is awaited");
         let mut after_code = fresh.clone();
-        after_code.factors.push(Factor {
-            method: Method::EmailCode,
-            at: 0,
-        });
+        after_code.factors.push(Factor::new(Method::EmailCode, 0));
         assert!(in_order::<Password>(&after_code), "the password as a further factor");
         let mut second = fresh.clone();
-        second.factors.push(Factor {
-            method: Method::Password,
-            at: 0,
-        });
+        second.factors.push(Factor::new(Method::Password, 0));
         second.pending = Some(Pending::EmailCode {
             code_for: CodeFor::SecondFactor,
         });
@@ -708,10 +733,7 @@ mod tests {
         reauth.user_id = Some("u".into());
         assert!(is_reauth(&reauth));
         assert!(in_order::<Totp>(&reauth) && in_order::<BackupCode>(&reauth) && in_order::<Password>(&reauth));
-        reauth.factors.push(Factor {
-            method: Method::Totp,
-            at: 0,
-        });
+        reauth.factors.push(Factor::new(Method::Totp, 0));
         assert!(!in_order::<Totp>(&reauth), "the same factor twice");
     }
 }

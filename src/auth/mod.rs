@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::oauth::claims::{ACR_1FA, ACR_2FA, AMR_MFA, AMR_OTP, AMR_PASSWORD};
 
+/// RFC 8176 has no value for a login at another provider; `fed` is Keycloak's and Authelia's
+/// choice, and what the issue names.
+pub const AMR_FED: &str = "fed";
+
 /// A way to prove a factor. The engine matches on it exhaustively, so a new variant makes the
 /// compiler list every place that must handle it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,6 +31,8 @@ pub enum Method {
     EmailCode,
     Totp,
     BackupCode,
+    /// A login at an upstream OpenID Connect provider (Google, a company IdP): a first factor only.
+    Upstream,
 }
 
 /// What a factor proves. Two factors count as two only when they prove different things
@@ -45,6 +51,7 @@ impl Method {
             Method::Password => AMR_PASSWORD,
             // RFC 8176 has no value for mail; `otp` is what clef has sent since its first login code.
             Method::EmailCode | Method::Totp | Method::BackupCode => AMR_OTP,
+            Method::Upstream => AMR_FED,
         }
     }
 
@@ -54,41 +61,94 @@ impl Method {
             Method::EmailCode => Kind::Mailbox,
             // A backup code stands in for the device it backs up.
             Method::Totp | Method::BackupCode => Kind::Device,
+            // The upstream account is, as a rule, the one that holds the mailbox (a Gmail
+            // address, a company IdP and its mail): it and the emailed code never make two.
+            Method::Upstream => Kind::Mailbox,
         }
     }
 }
 
 /// One passed factor, with when it passed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Factor {
     pub method: Method,
     pub at: i64,
+    /// For `Method::Upstream`: what the upstream said about its own login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Vouched>,
+}
+
+impl Factor {
+    pub fn new(method: Method, at: i64) -> Factor {
+        Factor {
+            method,
+            at,
+            upstream: None,
+        }
+    }
+}
+
+/// An upstream login's own account: which upstream, its `amr` values (for information), and
+/// whether its multi-factor claim stands in for clef's second step (`trust_mfa` and `mfa` in
+/// its `amr`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vouched {
+    pub id: String,
+    #[serde(default)]
+    pub amr: Vec<String>,
+    #[serde(default)]
+    pub mfa: bool,
+}
+
+impl Factor {
+    /// An upstream login trusted for multi-factor: it counts as two kinds of proof.
+    pub fn vouched_mfa(&self) -> bool {
+        self.upstream.as_ref().is_some_and(|v| v.mfa)
+    }
 }
 
 /// The session's `amr`: each value once, in the order passed, then `mfa` when two kinds of
 /// proof passed (RFC 8176 §2). The one source of amr: the session, the codes, the ID token,
 /// the access token and introspection all copy it from here.
-pub fn amr(factors: &[Factor]) -> Vec<&'static str> {
-    let mut out: Vec<&'static str> = Vec::new();
+///
+/// After `fed` come the upstream's own values, for information: they say how the user logged
+/// in THERE. Its `mfa` is left out unless it counted (`trust_mfa`), so an untrusted upstream
+/// can never make a session look multi-factor.
+pub fn amr(factors: &[Factor]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let add = |v: &str, out: &mut Vec<String>| {
+        if !out.iter().any(|o| o == v) {
+            out.push(v.to_owned());
+        }
+    };
     for f in factors {
-        if !out.contains(&f.method.amr()) {
-            out.push(f.method.amr());
+        add(f.method.amr(), &mut out);
+        for v in f.upstream.iter().flat_map(|u| &u.amr) {
+            // RFC 8176 §2 values are short tokens; anything else is not repeated.
+            let token = !v.is_empty() && v.len() <= 32 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if v != AMR_MFA && token {
+                add(v, &mut out);
+            }
         }
     }
     // The same rule as `acr`: `mfa` and the 2fa level always go together.
     if kinds(factors) >= 2 {
-        out.push(AMR_MFA);
+        add(AMR_MFA, &mut out);
     }
     out
 }
 
-/// How many different kinds of proof the factors add up to.
+/// How many different kinds of proof the factors add up to. A trusted upstream's multi-factor
+/// login counts as two (README, "trust_mfa").
 pub fn kinds(factors: &[Factor]) -> usize {
     let mut seen: Vec<Kind> = Vec::new();
     for f in factors {
         if !seen.contains(&f.method.kind()) {
             seen.push(f.method.kind());
         }
+    }
+    if factors.iter().any(Factor::vouched_mfa) {
+        return seen.len().max(2);
     }
     seen.len()
 }
@@ -129,7 +189,7 @@ mod tests {
     use super::*;
 
     fn f(method: Method) -> Factor {
-        Factor { method, at: 0 }
+        Factor::new(method, 0)
     }
 
     #[test]
@@ -152,5 +212,33 @@ mod tests {
             assert_eq!(amr(&factors), want_amr, "{passed:?}");
             assert_eq!(acr(&factors), want_acr, "{passed:?}");
         }
+    }
+
+    #[test]
+    fn upstream_amr_is_information_only() {
+        let fed = |amr: &[&str], mfa: bool| Factor {
+            method: Method::Upstream,
+            at: 0,
+            upstream: Some(Vouched {
+                id: "google".into(),
+                amr: amr.iter().map(|s| (*s).to_owned()).collect(),
+                mfa,
+            }),
+        };
+        // Untrusted: its `mfa` is dropped, and it is one factor.
+        let untrusted = [fed(&["pwd", "mfa", "otp"], false)];
+        assert_eq!(amr(&untrusted), ["fed", "pwd", "otp"]);
+        assert_eq!(acr(&untrusted), ACR_1FA);
+        // Trusted for MFA: two kinds, and `mfa` from clef's own rule.
+        let trusted = [fed(&["pwd", "mfa"], true)];
+        assert_eq!(amr(&trusted), ["fed", "pwd", "mfa"]);
+        assert_eq!(acr(&trusted), ACR_2FA);
+        // Then local TOTP: fed plus otp, two kinds.
+        let with_totp = [fed(&["pwd"], false), f(Method::Totp)];
+        assert_eq!(amr(&with_totp), ["fed", "pwd", "otp", "mfa"]);
+        // The emailed code proves the same mailbox as the upstream account.
+        assert_eq!(acr(&[fed(&[], false), f(Method::EmailCode)]), ACR_1FA);
+        // Junk from the upstream is not repeated.
+        assert_eq!(amr(&[fed(&["a b", "", &"x".repeat(40)], false)]), ["fed"]);
     }
 }

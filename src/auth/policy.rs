@@ -3,7 +3,7 @@
 //! a second factor the user has or the client requires.
 
 use super::attempt::{Attempt, Level, Purpose};
-use super::{Method, acr, amr, kinds};
+use super::{Kind, Method, acr, amr, kinds};
 
 /// What a user can sign in with, as far as the policy needs to know. Built for a user in one
 /// place, `engine::enrolled`.
@@ -35,7 +35,7 @@ pub enum Next {
     NewPassword,
     /// Every requirement is met: start the session with these.
     Done {
-        amr: Vec<&'static str>,
+        amr: Vec<String>,
         acr: &'static str,
         /// A method worth offering to enrol right after (a two-factor login made with the
         /// emailed code by a user without TOTP).
@@ -57,15 +57,19 @@ pub enum Why {
     NoSecondFactor,
     /// Five wrong TOTP or backup codes locked the account's second factor.
     SecondFactorLocked,
+    /// A link was confirmed, but the upstream identity is another account's by now.
+    IdentityTaken,
 }
 
 /// First factors by purpose. A sign-up and a reset start by proving the mailbox.
 fn first_factors(purpose: &Purpose) -> Vec<Method> {
     match purpose {
-        Purpose::Login => vec![Method::Password, Method::EmailCode],
+        // A link is confirmed by logging in to the local account the usual way (issue 9).
+        Purpose::Login | Purpose::Link { .. } => vec![Method::Password, Method::EmailCode],
         Purpose::Signup | Purpose::Reset { .. } => vec![Method::EmailCode],
-        // Not asked: a re-authentication's user is known, so it asks `strongest` instead.
-        Purpose::Reauth { .. } => Vec::new(),
+        // Not asked: a re-authentication's user is known, so it asks `strongest` instead; the
+        // account page's link is the signed-in user's, and its callback ends it.
+        Purpose::Reauth { .. } | Purpose::LinkFromAccount { .. } => Vec::new(),
     }
 }
 
@@ -103,8 +107,10 @@ pub fn next(a: &Attempt, enrolled: Option<&Enrolled>, s: Settings, now: i64) -> 
         return Next::NewPassword;
     }
     // A user who turned TOTP on has raised the bar for every login, whatever the client asks
-    // and whichever first factor passed: a reset or an emailed code is no way around it.
-    if e.totp && !(a.passed(Method::Totp) || a.passed(Method::BackupCode)) {
+    // and whichever first factor passed: a reset, an emailed code or an upstream login is no
+    // way around it, unless the operator trusts that upstream's own `mfa` (`trust_mfa`).
+    let vouched = a.factors.iter().any(super::Factor::vouched_mfa);
+    if e.totp && !(a.passed(Method::Totp) || a.passed(Method::BackupCode) || vouched) {
         return Next::Ask(vec![Method::Totp, Method::BackupCode]);
     }
     if a.requirement.level == Level::Two && kinds(&a.factors) < 2 {
@@ -113,7 +119,8 @@ pub fn next(a: &Attempt, enrolled: Option<&Enrolled>, s: Settings, now: i64) -> 
         if e.password && !a.passed(Method::Password) {
             further.push(Method::Password);
         }
-        if !a.passed(Method::EmailCode) {
+        // Not after an upstream login either: the upstream account holds the same mailbox.
+        if !a.factors.iter().any(|f| f.method.kind() == Kind::Mailbox) {
             further.push(Method::EmailCode);
         }
         return if further.is_empty() {
@@ -173,7 +180,7 @@ mod tests {
             requirement: Requirement { level, fresh: false },
             claimed_email: None,
             user_id: (!passed.is_empty()).then(|| "u".to_owned()),
-            factors: passed.iter().map(|&method| Factor { method, at: NOW - 5 }).collect(),
+            factors: passed.iter().map(|&method| Factor::new(method, NOW - 5)).collect(),
             pending: None,
             failures: 0,
             version: 0,
@@ -192,7 +199,7 @@ mod tests {
 
     fn done(amr: &[&'static str], acr: &'static str) -> Next {
         Next::Done {
-            amr: amr.to_vec(),
+            amr: amr.iter().map(|s| (*s).to_owned()).collect(),
             acr,
             offer: None,
         }
@@ -369,7 +376,7 @@ mod tests {
         let pwd = user(true, false);
         let two = attempt(LOGIN, Two, &[Password, EmailCode]);
         let offered = Next::Done {
-            amr: vec!["pwd", "otp", "mfa"],
+            amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
             acr: ACR_2FA,
             offer: Some(Totp),
         };
@@ -390,6 +397,98 @@ mod tests {
             next(&with_totp, Some(&user(true, true)), s, NOW),
             done(&["pwd", "otp", "mfa"], ACR_2FA)
         );
+    }
+
+    /// Rows for an upstream login (issue 9): TOTP still follows unless the upstream is
+    /// trusted for MFA and vouched for it; a two-factor client then asks the password, never
+    /// an emailed code (the upstream account holds the same mailbox); a link's local login.
+    #[test]
+    fn after_an_upstream_login() {
+        use crate::auth::Vouched;
+        let fed = |mfa: bool| Factor {
+            method: Method::Upstream,
+            at: NOW - 5,
+            upstream: Some(Vouched {
+                id: "google".into(),
+                amr: vec!["pwd".into(), "mfa".into()],
+                mfa,
+            }),
+        };
+        let with = |purpose: Purpose, level: Level, factors: Vec<Factor>| {
+            let mut a = attempt(purpose, level, &[]);
+            a.user_id = Some("u".into());
+            a.factors = factors;
+            a
+        };
+        let (pwd, nopwd, totp) = (user(true, false), user(false, false), user(true, true));
+        let ask_totp = Next::Ask(vec![Totp, BackupCode]);
+        type Row<'a> = (&'a str, Attempt, &'a Enrolled, Next);
+        let table: Vec<Row> = vec![
+            (
+                "one factor is enough",
+                with(LOGIN, One, vec![fed(false)]),
+                &nopwd,
+                done(&["fed", "pwd"], ACR_1FA),
+            ),
+            ("totp still asked", with(LOGIN, One, vec![fed(false)]), &totp, ask_totp.clone()),
+            (
+                "upstream says mfa, untrusted",
+                with(LOGIN, Two, vec![fed(false)]),
+                &totp,
+                ask_totp.clone(),
+            ),
+            (
+                "trusted mfa stands in for totp",
+                with(LOGIN, One, vec![fed(true)]),
+                &totp,
+                done(&["fed", "pwd", "mfa"], ACR_2FA),
+            ),
+            (
+                "trusted mfa at a 2fa client",
+                with(LOGIN, Two, vec![fed(true)]),
+                &pwd,
+                done(&["fed", "pwd", "mfa"], ACR_2FA),
+            ),
+            (
+                "totp after the upstream",
+                with(LOGIN, One, vec![fed(false), Factor::new(Totp, NOW)]),
+                &totp,
+                done(&["fed", "pwd", "otp", "mfa"], ACR_2FA),
+            ),
+            (
+                "2fa client: the password",
+                with(LOGIN, Two, vec![fed(false)]),
+                &pwd,
+                Next::Ask(vec![Password]),
+            ),
+            (
+                "2fa client, passwordless: said",
+                with(LOGIN, Two, vec![fed(false)]),
+                &nopwd,
+                Next::Over(Why::NoSecondFactor),
+            ),
+            (
+                "2fa client, then the password",
+                with(LOGIN, Two, vec![fed(false), Factor::new(Password, NOW)]),
+                &pwd,
+                done(&["fed", "pwd", "mfa"], ACR_2FA),
+            ),
+        ];
+        for (name, a, enrolled, want) in table {
+            assert_eq!(next(&a, Some(enrolled), S, NOW), want, "{name}");
+        }
+        // A link waits for the local account's own login, like any login.
+        let link = Purpose::Link {
+            upstream: "google".into(),
+            issuer: "https://accounts.google.com".into(),
+            subject: "s".into(),
+            email: None,
+        };
+        assert_eq!(
+            next(&attempt(link.clone(), One, &[]), None, S, NOW),
+            Next::Choose(vec![Password, EmailCode])
+        );
+        assert_eq!(next(&attempt(link, One, &[Password]), Some(&pwd), S, NOW), done(&["pwd"], ACR_1FA));
     }
 
     /// Rows for a re-authentication (issue 8 §4), in a table of their own: the user is known

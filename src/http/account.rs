@@ -126,6 +126,23 @@ struct AccountView<'a> {
     others: usize,
     events: Vec<EventRow>,
     actions: &'a Actions,
+    // fed
+    /// Linked upstream identities, and a "Link" button per upstream not linked yet.
+    identities: Vec<IdentityRow>,
+    link_buttons: Vec<super::upstream::Button>,
+    unlink_action: &'a str,
+}
+
+/// One linked upstream identity on the account page.
+#[derive(Serialize)]
+struct IdentityRow {
+    handle: String,
+    name: String,
+    email: Option<String>,
+    linked: String,
+    linked_iso: String,
+    /// Unlinking would leave no way in: the button is not offered.
+    can_unlink: bool,
 }
 
 #[derive(Serialize)]
@@ -204,6 +221,29 @@ async fn render_account(
     // This device first, then the others by last use.
     sessions.sort_by_key(|s| !s.current);
     let events = event_rows(app.db.events_recent(&user.user_id, EVENTS_SHOWN).await?);
+    let linked = app.db.identities_for_user(&user.user_id).await?;
+    let identities = linked
+        .iter()
+        .map(|i| {
+            let (when, iso) = when(i.linked_at);
+            IdentityRow {
+                handle: super::upstream::handle(app, i),
+                // The configured name; an upstream removed from the configuration shows its issuer.
+                name: app
+                    .upstreams
+                    .get(&i.upstream_id)
+                    .map_or_else(|| i.issuer.clone(), |c| c.upstream().display_name.clone()),
+                email: i.email.clone(),
+                linked: when,
+                linked_iso: iso,
+                can_unlink: super::upstream::another_way_in(user, &linked, Some(i)),
+            }
+        })
+        .collect();
+    let link_buttons = super::upstream::buttons(app, paths::ACCOUNT_UPSTREAM_LINK)
+        .into_iter()
+        .filter(|b| !linked.iter().any(|i| i.upstream_id == b.id))
+        .collect();
     let (jar, csrf) = csrf_token(app, jar);
     let ctx = AccountPage {
         locale: loc,
@@ -222,6 +262,9 @@ async fn render_account(
             sessions,
             events,
             actions: &ACTIONS,
+            identities,
+            link_buttons,
+            unlink_action: paths::ACCOUNT_UPSTREAM_UNLINK,
         }),
     };
     Ok(html(app, jar, status, "account.html", &ctx, loc))
@@ -266,6 +309,9 @@ pub async fn get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: He
             Some("email") => Some("account.done.email"),
             Some("session") => Some("account.done.session"),
             Some("others") => Some("account.done.others"),
+            Some("linked") => Some("account.done.linked"),
+            Some("already_linked") => Some("account.done.already_linked"),
+            Some("unlinked") => Some("account.done.unlinked"),
             _ => None,
         };
         let flash = Flash {
@@ -280,16 +326,16 @@ pub async fn get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: He
 
 /// A post from the account page that passed the CSRF check, by a signed-in user whose login
 /// is recent enough for its action (`read_post` answers anything else).
-struct Post {
-    pairs: Vec<(String, String)>,
-    signed: Signed,
+pub(super) struct Post {
+    pub pairs: Vec<(String, String)>,
+    pub signed: Signed,
     /// The page's language (the browser's, as on GET).
-    loc: &'static str,
+    pub loc: &'static str,
     /// The mails' language: the account's own, else the page's.
-    mail_loc: String,
+    pub mail_loc: String,
 }
 
-async fn read_post(
+pub(super) async fn read_post(
     app: &AppState,
     headers: &HeaderMap,
     jar: &CookieJar,
@@ -788,6 +834,21 @@ mod tests {
                         })
                         .collect(),
                     actions: &ACTIONS,
+                    identities: vec![IdentityRow {
+                        handle: "i1".into(),
+                        name: "Google".into(),
+                        email: Some("<i>ana</i>@gmail.example".into()),
+                        linked: "2026-12-01 22:10 UTC".into(),
+                        linked_iso: "2026-12-01T22:10:00Z".into(),
+                        can_unlink: true,
+                    }],
+                    link_buttons: vec![super::super::upstream::Button {
+                        id: "corp".into(),
+                        label: "Continue with Corp".into(),
+                        google: false,
+                        action: "/account/upstream/corp/link".into(),
+                    }],
+                    unlink_action: "/account/upstream/unlink",
                 }),
             };
             let page = pages.render("account.html", &ctx).unwrap_or_else(|e| panic!("{loc}: {e:#}"));

@@ -89,6 +89,8 @@ struct LoginPage<'a> {
     signup_url: Option<String>,
     code_action: &'a str,
     forgot_url: String,
+    // fed
+    upstreams: Vec<super::upstream::Button>,
 }
 
 fn signup_url(app: &AppState, req: &str) -> Option<String> {
@@ -125,6 +127,7 @@ fn render_login(
         signup_url: signup_url(app, req),
         code_action: paths::LOGIN_CODE,
         forgot_url: forgot_url(req),
+        upstreams: super::upstream::buttons(app, paths::LOGIN_UPSTREAM),
     };
     page(app, jar, status, "login.html", &ctx, loc)
 }
@@ -270,6 +273,8 @@ struct SignupPage<'a> {
     name: &'a str,
     error: Option<&'a str>,
     login_url: String,
+    // fed
+    upstreams: Vec<super::upstream::Button>,
 }
 
 fn forgot_url(req: &str) -> String {
@@ -310,6 +315,7 @@ pub async fn signup_get(State(app): State<AppState>, RawQuery(q): RawQuery, head
         name: "",
         error: None,
         login_url: login_url(req),
+        upstreams: super::upstream::buttons(&app, paths::LOGIN_UPSTREAM),
     };
     page(&app, jar, StatusCode::OK, "signup.html", &ctx, loc)
 }
@@ -358,6 +364,7 @@ async fn signup_post_inner(app: &AppState, ip: ClientIp, headers: &HeaderMap, ja
             name,
             error: Some(problem),
             login_url: login_url(req),
+            upstreams: super::upstream::buttons(app, paths::LOGIN_UPSTREAM),
         };
         return Ok(page(app, jar, StatusCode::OK, "signup.html", &ctx, loc));
     }

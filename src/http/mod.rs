@@ -15,7 +15,9 @@ mod password_reset;
 mod reauth;
 mod steps;
 mod token;
+// fed
 pub mod two_factor;
+mod upstream;
 mod userinfo;
 
 use axum::Router;
@@ -70,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route(paths::READYZ, get(discovery::readyz))
         .merge(two_factor::routes())
         .merge(reauth::routes())
+        // fed
+        .merge(upstream::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

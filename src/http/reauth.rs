@@ -303,11 +303,13 @@ async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step) -> Result
             let (status, message) = match why {
                 Why::TooManyFailures => (StatusCode::TOO_MANY_REQUESTS, "login.too_many_failures"),
                 Why::SecondFactorLocked => (StatusCode::TOO_MANY_REQUESTS, "login.second_factor_locked"),
-                Why::Expired | Why::UserGone | Why::NoSecondFactor => (StatusCode::BAD_REQUEST, "login.attempt_over"),
+                Why::Expired | Why::UserGone | Why::NoSecondFactor | Why::IdentityTaken => (StatusCode::BAD_REQUEST, "login.attempt_over"),
             };
             Err(PageError::new(status, message))
         }
         // A login's steps: not reached by a re-authentication.
-        Step::Show { .. } | Step::Finished(_) => Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over")),
+        Step::Show { .. } | Step::Finished(_) | Step::Redirect(_) | Step::UpstreamFailed { .. } | Step::Linked { .. } => {
+            Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over"))
+        }
     }
 }

@@ -31,6 +31,7 @@ pub(super) fn deps(app: &AppState) -> Deps<'_> {
         issuer: &app.config.issuer,
         otp_ttl: app.config.otp_ttl,
         signup_open: app.config.signup_open,
+        upstreams: &app.upstreams,
     }
 }
 
@@ -92,8 +93,9 @@ pub(super) async fn posted_attempt(
     let id = field(pairs, "attempt").unwrap_or("");
     engine::load(&app.db, id, browser, app.clock.now())
         .await?
-        // A re-authentication goes on only at /account/reauth, which checks its session.
-        .filter(|live| !matches!(live.attempt.purpose, Purpose::Reauth { .. }))
+        // A re-authentication goes on only at /account/reauth, which checks its session; the
+        // account page's link only at its callback.
+        .filter(|live| !matches!(live.attempt.purpose, Purpose::Reauth { .. } | Purpose::LinkFromAccount { .. }))
         .ok_or_else(|| PageError::new(StatusCode::BAD_REQUEST, gone))
 }
 
@@ -165,7 +167,7 @@ pub(super) fn code_page(
 ) -> Result<Response, PageError> {
     let code_for = match live.attempt.pending {
         Some(Pending::EmailCode { code_for }) => code_for,
-        None => return Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over")),
+        Some(Pending::Upstream(_)) | None => return Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over")),
     };
     let (jar, csrf) = csrf_token(app, jar);
     let req = live.attempt.request_id.as_deref().unwrap_or("");
@@ -251,8 +253,26 @@ pub(super) async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step
                 // Said, never looped back to the login page: nothing there would help.
                 Why::NoSecondFactor => (StatusCode::FORBIDDEN, "login.no_second_factor"),
                 Why::SecondFactorLocked => (StatusCode::TOO_MANY_REQUESTS, "login.second_factor_locked"),
+                Why::IdentityTaken => (StatusCode::CONFLICT, "upstream.linked_elsewhere"),
             };
             Err(PageError::new(status, message).in_flow(request_id.as_deref()))
+        }
+        // fed
+        Step::Redirect(to) => Ok((jar, no_store(Redirect::to(&to).into_response())).into_response()),
+        Step::UpstreamFailed { failure, request_id } => {
+            use crate::auth::methods::upstream::Failure;
+            let status = match failure {
+                Failure::Unreachable => StatusCode::BAD_GATEWAY,
+                Failure::Unknown => StatusCode::NOT_FOUND,
+                Failure::SignupClosed | Failure::Denied => StatusCode::FORBIDDEN,
+                Failure::LinkedElsewhere | Failure::Race => StatusCode::CONFLICT,
+                Failure::State | Failure::Rejected | Failure::NoEmail => StatusCode::BAD_REQUEST,
+            };
+            Err(PageError::new(status, failure.key()).in_flow(request_id.as_deref()))
+        }
+        Step::Linked { already, .. } => {
+            let to = format!("{}?done={}", paths::ACCOUNT, if already { "already_linked" } else { "linked" });
+            Ok((jar, no_store(Redirect::to(&to).into_response())).into_response())
         }
         Step::Refused {
             live,
@@ -276,6 +296,8 @@ pub(super) async fn render(app: &AppState, jar: CookieJar, who: &Who, step: Step
             mail_failed,
         } => match (&next, live.attempt.pending.is_some()) {
             (Next::Choose(_) | Next::Ask(_), true) => code_page(app, jar, loc, &live, notice, problem, mail_failed),
+            // fed: a link's local login, on its own page saying why.
+            (Next::Choose(_), false) if matches!(live.attempt.purpose, Purpose::Link { .. }) => link_page(app, jar, loc, &live, problem),
             (Next::Choose(_), false) => {
                 let req = live.attempt.request_id.as_deref().unwrap_or("");
                 let email = live.attempt.claimed_email.as_deref().unwrap_or("");
@@ -403,4 +425,43 @@ async fn complete_login(app: &AppState, jar: CookieJar, who: &Who, done: Authent
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     Ok((jar, no_store(resp)).into_response())
+}
+
+// fed
+#[derive(Serialize)]
+struct LinkPage<'a> {
+    locale: &'a str,
+    password_action: &'a str,
+    code_action: &'a str,
+    csrf: &'a str,
+    attempt: &'a str,
+    email: &'a str,
+    upstream_name: &'a str,
+    error: Option<&'a str>,
+    back_url: String,
+}
+
+/// "Log in to your existing account to link Google": the local login a link waits for.
+fn link_page(app: &AppState, jar: CookieJar, loc: &str, live: &Live, error: Option<&str>) -> Result<Response, PageError> {
+    let Purpose::Link { upstream, .. } = &live.attempt.purpose else {
+        return Err(PageError::new(StatusCode::BAD_REQUEST, "login.attempt_over"));
+    };
+    let name = app
+        .upstreams
+        .get(upstream)
+        .map_or(upstream.as_str(), |c| c.upstream().display_name.as_str());
+    let (jar, csrf) = csrf_token(app, jar);
+    let req = live.attempt.request_id.as_deref().unwrap_or("");
+    let ctx = LinkPage {
+        locale: loc,
+        password_action: paths::LOGIN_PASSWORD,
+        code_action: paths::LOGIN_UPSTREAM_CODE,
+        csrf: &csrf,
+        attempt: &live.id,
+        email: live.attempt.claimed_email.as_deref().unwrap_or(""),
+        upstream_name: name,
+        error,
+        back_url: with_req(paths::LOGIN, req),
+    };
+    html(app, jar, StatusCode::OK, "upstream_link.html", &ctx)
 }

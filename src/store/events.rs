@@ -22,10 +22,15 @@ pub enum EventKind {
     Reauthenticated,
     /// An operator ended every session of the account (`clef sessions end`).
     OperatorSessionsEnded,
+    // fed: upstream OpenID Connect identities (issue 9); detail: the upstream's id.
+    UpstreamLogin,
+    UpstreamLinked,
+    UpstreamUnlinked,
+    AccountCreatedByUpstream,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::Login,
         EventKind::PasswordChanged,
         EventKind::PasswordReset,
@@ -40,6 +45,10 @@ impl EventKind {
         EventKind::OtherSessionsEnded,
         EventKind::Reauthenticated,
         EventKind::OperatorSessionsEnded,
+        EventKind::UpstreamLogin,
+        EventKind::UpstreamLinked,
+        EventKind::UpstreamUnlinked,
+        EventKind::AccountCreatedByUpstream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +67,10 @@ impl EventKind {
             EventKind::OtherSessionsEnded => "other_sessions_ended",
             EventKind::Reauthenticated => "reauthenticated",
             EventKind::OperatorSessionsEnded => "operator_sessions_ended",
+            EventKind::UpstreamLogin => "upstream_login",
+            EventKind::UpstreamLinked => "upstream_linked",
+            EventKind::UpstreamUnlinked => "upstream_unlinked",
+            EventKind::AccountCreatedByUpstream => "account_created_by_upstream",
         }
     }
 

@@ -7,6 +7,8 @@ mod codes;
 mod consents;
 mod events;
 mod fast_reads;
+// fed
+mod identities;
 mod limits;
 mod otp;
 mod sessions;
@@ -21,6 +23,8 @@ pub use backchannel::PendingLogout; // bcl
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
+// fed
+pub use identities::Identity;
 pub use limits::LimitRow;
 pub use otp::{NewOtp, OtpCheck, SpentOtp};
 pub use sessions::{LoginSession, SessionInfo, SessionMeta};

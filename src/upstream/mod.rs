@@ -310,3 +310,38 @@ fn check(oidc: &Oidc, id_token: &CoreIdToken, nonce: &Nonce) -> Result<CoreIdTok
     ]);
     id_token.claims(&verifier, nonce).cloned()
 }
+
+/// The configured upstreams' clients, built once at start-up (in `AppState`), so discovery and
+/// keys are cached across logins.
+#[derive(Debug, Default)]
+pub struct Upstreams(Vec<UpstreamClient>);
+
+impl Upstreams {
+    /// One client per `Config::upstreams`, each with its callback `{issuer}/login/callback/{id}`
+    /// (the one URI to register at the upstream).
+    pub fn from_config(config: &crate::config::Config) -> Result<Upstreams, String> {
+        let mut out = Vec::new();
+        for u in &config.upstreams {
+            let callback = callback_url(&config.issuer, &u.id);
+            let url = Url::parse(&callback).map_err(|e| format!("upstream {:?}: callback {callback}: {e}", u.id))?;
+            let client = UpstreamClient::new(u.clone(), url)
+                .map_err(|e| format!("upstream {:?}: {e}", u.id))?
+                .with_refresh_interval(config.upstream_key_refresh);
+            out.push(client);
+        }
+        Ok(Upstreams(out))
+    }
+
+    pub fn get(&self, id: &str) -> Option<&UpstreamClient> {
+        self.0.iter().find(|c| c.upstream.id == id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &UpstreamClient> {
+        self.0.iter()
+    }
+}
+
+/// The callback clef answers for upstream `id`.
+pub fn callback_url(issuer: &str, id: &str) -> String {
+    format!("{issuer}{}", crate::paths::LOGIN_CALLBACK.replace("{id}", id))
+}

@@ -20,6 +20,8 @@ mod grants;
 mod input;
 mod login_chain;
 mod login_totp;
+// fed
+mod login_upstream;
 mod page_details;
 mod pages;
 mod proxy;

@@ -24,7 +24,8 @@ pub fn code_for(a: &Attempt) -> CodeFor {
         // A user already known without a factor: a held password login (the right password,
         // chosen before the address was proven) verifies the address first.
         Purpose::Login if a.user_id.is_some() => CodeFor::VerifyEmail,
-        Purpose::Login => CodeFor::Login,
+        // A link's local login proves the mailbox like any passwordless login.
+        Purpose::Login | Purpose::Link { .. } | Purpose::LinkFromAccount { .. } => CodeFor::Login,
         Purpose::Signup => CodeFor::VerifyEmail,
         Purpose::Reset { .. } => CodeFor::ResetPassword,
         Purpose::Reauth { .. } => CodeFor::Reauth,

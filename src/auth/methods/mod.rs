@@ -6,6 +6,8 @@ pub mod email_code;
 pub mod magic_link;
 pub mod password;
 pub mod totp;
+// fed
+pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct Deps<'a> {
     pub issuer: &'a str,
     pub otp_ttl: i64,
     pub signup_open: bool,
+    // fed
+    pub upstreams: &'a crate::upstream::Upstreams,
 }
 
 /// Who is asking: for the limits, the mails' language and the log.
@@ -72,6 +76,9 @@ pub enum Begun {
     /// A code went out (or, for an unknown address, seemed to); `mail_failed` only for mails
     /// the page may report, those to an account the user has already proven.
     Sent { mail_failed: bool },
+    // fed
+    /// Off to another site (an upstream provider): the browser is sent to this URL.
+    Redirect(String),
 }
 
 /// A method's answer on one input.

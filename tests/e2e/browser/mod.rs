@@ -15,6 +15,8 @@ mod journeys;
 mod language;
 mod login_page;
 mod login_totp;
+// fed
+mod login_upstream;
 mod reauth;
 mod two_factor;
 

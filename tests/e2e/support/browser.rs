@@ -111,6 +111,16 @@ impl Browser {
         }
     }
 
+    /// The same browser (its cookies) addressing another server: relative URLs and `follow`
+    /// go to `base` (a second clef on loopback, as an upstream provider).
+    pub fn on(&self, base: &str) -> Browser {
+        Browser {
+            http: self.http.clone(),
+            jar: self.jar.clone(),
+            base: base.to_owned(),
+        }
+    }
+
     /// The value of a cookie this browser holds for `url`.
     pub fn cookie(&self, url: &str, name: &str) -> Option<String> {
         use reqwest::cookie::CookieStore;

@@ -93,6 +93,20 @@ impl TestServer {
 
     /// Starts with defaults, then lets the test adjust the raw settings.
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut RawConfig)) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        Self::start_on(backend, listener, issuer, adjust).await
+    }
+
+    /// As `start_with`, on a listener the test bound first (so it can register this server's
+    /// URLs elsewhere before it starts), under `issuer` (e.g. `http://localhost:{port}`, a
+    /// cookie host of its own beside another server on 127.0.0.1).
+    pub async fn start_on(
+        backend: Backend,
+        listener: tokio::net::TcpListener,
+        issuer: String,
+        adjust: impl FnOnce(&mut RawConfig),
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let keys_dir = dir.path().join("keys");
         copy_keys(&keys_dir);
@@ -103,8 +117,6 @@ impl TestServer {
                 (Some(name), url)
             }
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
         let mail = smtp::Mailbox::start().await;
         let mut raw = RawConfig {
             issuer: Some(issuer.clone()),
