@@ -70,6 +70,12 @@ pub struct RawConfig {
     pub google_hosted_domain: Option<String>,
     /// `[[upstream]]` tables: OpenID Connect providers users may log in with.
     pub upstream: Option<Vec<RawUpstream>>,
+    // ops
+    pub metrics_listen: Option<String>,
+    pub metrics: Option<String>,
+    pub log_format: Option<String>,
+    pub shutdown_grace: Option<i64>,
+    pub audit_retention: Option<String>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -127,6 +133,12 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_GOOGLE_CLIENT_SECRET", "google_client_secret"),
     ("CLEF_GOOGLE_ISSUER", "google_issuer"),
     ("CLEF_GOOGLE_HOSTED_DOMAIN", "google_hosted_domain"),
+    // ops
+    ("CLEF_METRICS_LISTEN", "metrics_listen"),
+    ("CLEF_METRICS", "metrics"),
+    ("CLEF_LOG_FORMAT", "log_format"),
+    ("CLEF_SHUTDOWN_GRACE", "shutdown_grace"),
+    ("CLEF_AUDIT_RETENTION", "audit_retention"),
 ];
 
 #[derive(Clone, Debug)]
@@ -173,6 +185,52 @@ pub struct Config {
     pub reauth_after: i64,
     /// OpenID Connect upstreams, Google first when configured; ids are unique.
     pub upstreams: Vec<Upstream>,
+    // ops
+    /// A second listener serving only `/metrics` (kept off the public address).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `/metrics` on the public listener too (`CLEF_METRICS=public`); off by default.
+    pub metrics_public: bool,
+    pub log_format: LogFormat,
+    /// How long shutdown waits for requests in flight and queued mail.
+    pub shutdown_grace: std::time::Duration,
+    /// Security events older than this many seconds are purged.
+    pub audit_retention: i64,
+}
+
+/// How log lines are written to standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable; colour codes only on a terminal.
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+impl Config {
+    /// Whether anything serves `/metrics`: otherwise no recorder is installed and every
+    /// counter is a no-op.
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics_public || self.metrics_listen.is_some()
+    }
+}
+
+/// `90d`, `24h`, `15m`, `30s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = digits.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
@@ -283,6 +341,12 @@ impl RawConfig {
                 "CLEF_GOOGLE_CLIENT_SECRET" => self.google_client_secret = Some(v),
                 "CLEF_GOOGLE_ISSUER" => self.google_issuer = Some(v),
                 "CLEF_GOOGLE_HOSTED_DOMAIN" => self.google_hosted_domain = Some(v),
+                // ops
+                "CLEF_METRICS_LISTEN" => self.metrics_listen = Some(v),
+                "CLEF_METRICS" => self.metrics = Some(v),
+                "CLEF_LOG_FORMAT" => self.log_format = Some(v),
+                "CLEF_SHUTDOWN_GRACE" => self.shutdown_grace = Some(int()?),
+                "CLEF_AUDIT_RETENTION" => self.audit_retention = Some(v),
                 _ => {}
             }
         }
@@ -390,6 +454,34 @@ impl RawConfig {
             return Err(bad("CLEF_TOTP_ISSUER", "must be 1 to 64 characters without a colon"));
         }
         let reauth_after = ttl("CLEF_REAUTH_AFTER", self.reauth_after, 300)?;
+        // ops
+        let metrics_listen = match self.metrics_listen.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<SocketAddr>()
+                    .map_err(|_| bad("CLEF_METRICS_LISTEN", format!("{raw:?} is not an address:port")))?,
+            ),
+        };
+        let metrics_public = match self.metrics.as_deref().map(str::trim) {
+            None | Some("" | "off") => false,
+            Some("public") if metrics_listen.is_some() => {
+                return Err(bad("CLEF_METRICS", "public and CLEF_METRICS_LISTEN exclude each other"));
+            }
+            Some("public") => true,
+            Some(other) => return Err(bad("CLEF_METRICS", format!("{other:?} is neither off nor public"))),
+        };
+        let log_format = match self.log_format.as_deref().map(str::trim) {
+            None | Some("" | "text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad("CLEF_LOG_FORMAT", format!("{other:?} is neither text nor json"))),
+        };
+        let shutdown_grace = secs("CLEF_SHUTDOWN_GRACE", self.shutdown_grace, 10)?;
+        let audit_retention = match self.audit_retention.as_deref() {
+            None => 90 * 86_400,
+            Some(raw) => parse_duration(raw)
+                .filter(|&s| s > 0)
+                .ok_or_else(|| bad("CLEF_AUDIT_RETENTION", "not a duration such as 90d, 12h or 3600"))?,
+        };
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -428,6 +520,12 @@ impl RawConfig {
             totp_issuer,
             reauth_after,
             upstreams,
+            // ops
+            metrics_listen,
+            metrics_public,
+            log_format,
+            shutdown_grace,
+            audit_retention,
         })
     }
 }

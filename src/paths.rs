@@ -52,3 +52,6 @@ pub const REAUTH_PASSWORD: &str = "/account/reauth/password";
 pub const REAUTH_TOTP: &str = "/account/reauth/totp";
 pub const REAUTH_BACKUP_CODE: &str = "/account/reauth/backup-code";
 pub const REAUTH_CODE: &str = "/account/reauth/code";
+// ops
+/// Prometheus metrics: on `CLEF_METRICS_LISTEN`, or here too with `CLEF_METRICS=public`.
+pub const METRICS: &str = "/metrics";

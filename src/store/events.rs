@@ -20,10 +20,26 @@ pub enum EventKind {
     OtherSessionsEnded,
     /// A signed-in user confirmed it was them before a sensitive action (issue 8 §4).
     Reauthenticated,
+    // ops: the audit log (issue 11). Kinds without an account (client, keys) are never
+    // shown on an account page, only by `clef audit`.
+    /// A wrong password, code or link; `detail` names the method.
+    LoginFailed,
+    /// Repeated failures locked password or code login for a while.
+    LockedOut,
+    /// The user logged out (RP-initiated logout or the account page's own button).
+    Logout,
+    /// Left ready for upstream login (issue 9): an upstream identity linked or unlinked.
+    UpstreamLinked,
+    UpstreamUnlinked,
+    ClientCreated,
+    ClientDeleted,
+    KeysRotated,
+    UserCreated,
+    UserDeleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::Login,
         EventKind::PasswordChanged,
         EventKind::PasswordReset,
@@ -37,6 +53,16 @@ impl EventKind {
         EventKind::SessionEnded,
         EventKind::OtherSessionsEnded,
         EventKind::Reauthenticated,
+        EventKind::LoginFailed,
+        EventKind::LockedOut,
+        EventKind::Logout,
+        EventKind::UpstreamLinked,
+        EventKind::UpstreamUnlinked,
+        EventKind::ClientCreated,
+        EventKind::ClientDeleted,
+        EventKind::KeysRotated,
+        EventKind::UserCreated,
+        EventKind::UserDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +80,16 @@ impl EventKind {
             EventKind::SessionEnded => "session_ended",
             EventKind::OtherSessionsEnded => "other_sessions_ended",
             EventKind::Reauthenticated => "reauthenticated",
+            EventKind::LoginFailed => "login_failed",
+            EventKind::LockedOut => "locked_out",
+            EventKind::Logout => "logout",
+            EventKind::UpstreamLinked => "upstream_linked",
+            EventKind::UpstreamUnlinked => "upstream_unlinked",
+            EventKind::ClientCreated => "client_created",
+            EventKind::ClientDeleted => "client_deleted",
+            EventKind::KeysRotated => "keys_rotated",
+            EventKind::UserCreated => "user_created",
+            EventKind::UserDeleted => "user_deleted",
         }
     }
 

@@ -1,6 +1,8 @@
 //! Persistence: the only module that knows SQLite and PostgreSQL both exist.
 
 mod attempts;
+// ops
+mod audit;
 mod clients;
 mod codes;
 mod consents;
@@ -16,6 +18,8 @@ mod tx;
 mod users;
 
 pub use attempts::AttemptRecord;
+// ops
+pub use audit::{AuditEvent, AuditQuery, AuditRow, UserCounts, sqlite_file_integrity};
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
