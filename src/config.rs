@@ -908,3 +908,68 @@ trust_email_verified = true
         );
     }
 }
+
+// ops
+#[cfg(test)]
+mod ops_tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut RawConfig)) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::default();
+        f(&mut raw);
+        raw.validate()
+    }
+
+    #[test]
+    fn durations() {
+        for (s, want) in [
+            ("90d", Some(7_776_000)),
+            ("24h", Some(86_400)),
+            ("15m", Some(900)),
+            ("3600", Some(3600)),
+            ("2w", Some(1_209_600)),
+        ] {
+            assert_eq!(parse_duration(s), want, "{s}");
+        }
+        for bad in ["", "d", "1y", "-5", "1.5h", "2026-12-01T00:00:00Z"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn operations_settings() {
+        let c = with(|_| {}).unwrap();
+        assert!(!c.metrics_enabled());
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.shutdown_grace, std::time::Duration::from_secs(10));
+        assert_eq!(c.audit_retention, 90 * 86_400);
+        let c = with(|r| r.metrics_listen = Some("127.0.0.1:9100".into())).unwrap();
+        assert!(c.metrics_enabled() && !c.metrics_public);
+        let e = with(|r| {
+            r.metrics_listen = Some("127.0.0.1:9100".into());
+            r.metrics = Some("public".into());
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "CLEF_METRICS");
+        assert_eq!(
+            with(|r| r.metrics_listen = Some("9100".into())).unwrap_err().setting,
+            "CLEF_METRICS_LISTEN"
+        );
+        assert_eq!(with(|r| r.log_format = Some("xml".into())).unwrap_err().setting, "CLEF_LOG_FORMAT");
+        assert_eq!(
+            with(|r| r.audit_retention = Some("0".into())).unwrap_err().setting,
+            "CLEF_AUDIT_RETENTION"
+        );
+        assert_eq!(with(|r| r.shutdown_grace = Some(0)).unwrap_err().setting, "CLEF_SHUTDOWN_GRACE");
+        let mut raw = RawConfig::default();
+        let env = |k: &str| match k {
+            "CLEF_METRICS" => Some("public".to_owned()),
+            "CLEF_LOG_FORMAT" => Some("json".to_owned()),
+            "CLEF_AUDIT_RETENTION" => Some("7d".to_owned()),
+            _ => None,
+        };
+        raw.apply_env(env).unwrap();
+        let c = raw.validate().unwrap();
+        assert!(c.metrics_public && c.log_format == LogFormat::Json && c.audit_retention == 7 * 86_400);
+    }
+}

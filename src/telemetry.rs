@@ -167,7 +167,7 @@ pub fn token_issued(grant_type: &str) {
     counter!("clef_tokens_issued_total", "grant_type" => g).increment(1);
 }
 
-/// `reason`: csrf, rate_limit, client_auth, lockout.
+/// `reason`: csrf, rate_limit (any 429 answer), client_auth.
 pub fn refused(reason: &'static str) {
     counter!("clef_requests_refused_total", "reason" => reason).increment(1);
 }
@@ -222,7 +222,12 @@ pub async fn layer(State(app): State<AppState>, req: Request<axum::body::Body>, 
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = method_label(req.method());
     let span = tracing::info_span!("request", request_id = %id, method, route = route.as_deref().unwrap_or("-"));
-    let mut resp = next.run(req).instrument(span).await;
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    if resp.status() == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        // Every limit answers 429, whichever handler applied it: logged and counted here once.
+        span.in_scope(|| tracing::info!(status = 429, "request refused: rate limit or lockout"));
+        refused("rate_limit");
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID, v);
     }

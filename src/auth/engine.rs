@@ -353,7 +353,6 @@ pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, inpu
         Err((message, retry_after)) => {
             tracing::info!(client_ip = %c.ip, limit = message, method = M::NAME, "login refused before the method ran");
             crate::telemetry::login(M::NAME, "refused");
-            crate::telemetry::refused("rate_limit");
             return Ok(Step::Refused {
                 live: Box::new(live),
                 message,

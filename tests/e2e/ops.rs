@@ -486,3 +486,39 @@ async fn backup_refuses_postgres() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
     site.finish().await;
 }
+
+/// In process, with CLEF_METRICS=public: /metrics on the public listener counts tokens by
+/// grant. The recorder is the test process's one, shared with other tests, so counts only grow.
+async fn tokens_counted_by_grant(backend: Backend) {
+    use crate::support::rp::refresh_token;
+    let h = support::TestServer::start_with(backend, |raw| raw.metrics = Some("public".into())).await;
+    h.user(EMAIL, PASSWORD).await;
+    let rp = h.first_party().await;
+    let b = h.browser();
+    let start = rp.start(&["email"]);
+    let back = b.authorize(&start.url, EMAIL, PASSWORD).await;
+    let code = back.location_param("code").unwrap();
+    let tokens = rp.exchange(&code, start.verifier).await;
+    rp.refresh(&refresh_token(&tokens).unwrap()).await.unwrap();
+    let (status, text) = get_text(&h.url("/metrics")).await;
+    assert_eq!(status, 200);
+    for grant in ["authorization_code", "refresh_token"] {
+        let n = sample(&text, &format!("clef_tokens_issued_total{{grant_type=\"{grant}\"}}")).unwrap_or(0.0);
+        assert!(n >= 1.0, "{grant}: {text}");
+    }
+    assert!(
+        text.contains("clef_http_requests_total{route=\"/token\",method=\"POST\",status=\"200\"}"),
+        "{text}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_counted_by_grant_sqlite() {
+    tokens_counted_by_grant(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_counted_by_grant_postgres() {
+    tokens_counted_by_grant(Backend::Postgres).await;
+}
