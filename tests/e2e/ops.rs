@@ -522,3 +522,35 @@ async fn tokens_counted_by_grant_sqlite() {
 async fn tokens_counted_by_grant_postgres() {
     tokens_counted_by_grant(Backend::Postgres).await;
 }
+
+/// A mail waiting for its retry (the mail server was down) is sent at SIGTERM, without its
+/// wait, before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_mail_waiting_for_a_retry() {
+    let site = Site::new(Backend::Sqlite).await;
+    site.create_user();
+    let smtp_port = free_port();
+    let mut server = Server::start(&site, &[("CLEF_SMTP_URL", &format!("smtp://127.0.0.1:{smtp_port}"))]);
+    let b = Browser::new(&server.base);
+    let page = b.get("/login").await;
+    let mut form: Vec<(String, String)> = page.hidden_inputs();
+    form.push(("email".into(), EMAIL.into()));
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let sent = b.post("/login/code", &form).await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    // The first try fails (nothing listens yet); the retry waits 5 s.
+    let started = Instant::now();
+    while !server.stderr_text().contains("retrying in the background") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", server.stderr_text());
+        poll_pause(Duration::from_millis(20));
+    }
+    let mailbox = support::smtp::Mailbox::start_on(&format!("127.0.0.1:{smtp_port}")).await;
+    let signalled = Instant::now();
+    server.terminate();
+    let status = server.wait_exit(Duration::from_secs(8));
+    assert!(status.success(), "{status}: {}", server.stderr_text());
+    assert!(signalled.elapsed() < Duration::from_secs(4), "waited for the retry's delay");
+    assert_eq!(mailbox.count(), 1, "{}", server.stderr_text());
+    assert!(server.stderr_text().contains("mail sent on retry"));
+    site.finish().await;
+}
