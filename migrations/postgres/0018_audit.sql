@@ -8,5 +8,8 @@ alter table security_events add constraint security_events_user_id_fkey
     foreign key (user_id) references users (user_id) on delete set null;
 alter table security_events add column email text;
 alter table security_events add column client_id text;
+-- Events recorded so far name their account by id only: keep its email with them.
+update security_events set email = (select u.email from users u where u.user_id = security_events.user_id)
+    where email is null;
 create index security_events_at on security_events (at);
 create index security_events_email on security_events (email, at);

@@ -19,5 +19,8 @@ insert into security_events_new (event_id, user_id, kind, ip, user_agent, detail
 drop table security_events;
 alter table security_events_new rename to security_events;
 create index security_events_user on security_events (user_id, at);
+-- Events recorded so far name their account by id only: keep its email with them.
+update security_events set email = (select u.email from users u where u.user_id = security_events.user_id)
+    where email is null;
 create index security_events_at on security_events (at);
 create index security_events_email on security_events (email, at);

@@ -59,7 +59,7 @@ impl Db {
     /// Records an event. Audit is best effort for events that change nothing (a failed login):
     /// callers log a failure and go on rather than refuse the request.
     pub async fn audit_record(&self, kind: EventKind, e: &AuditEvent<'_>, now: i64) -> Result<()> {
-        let id = crate::secret::random_token(12);
+        let id = super::events::event_id(now);
         let (email, ua, detail) = (bounded(e.email, 320), bounded(e.user_agent, 256), bounded(e.detail, 256));
         on_db!(self, pool => sqlx::query(
             "insert into security_events (event_id, user_id, kind, ip, user_agent, detail, at, email, client_id) \
@@ -88,7 +88,7 @@ impl Db {
         let sql = "select e.at, e.kind, e.user_id, coalesce(e.email, u.email), e.client_id, e.ip, e.user_agent, e.detail \
                    from security_events e left join users u on u.user_id = e.user_id \
                    where ($1 is null or e.email = $2 or u.email = $2 or e.user_id = $1) and e.at >= $3 \
-                   order by e.at desc, e.event_id limit $4";
+                   order by e.at desc, e.event_id desc limit $4";
         let rows: Vec<Row> = on_db!(self, pool => sqlx::query_as(sql)
             .bind(user).bind(email.as_deref()).bind(q.since.unwrap_or(i64::MIN)).bind(q.limit)
             .fetch_all(pool).await?);

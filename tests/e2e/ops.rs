@@ -255,9 +255,22 @@ async fn metrics_and_audit(backend: Backend) {
         "{after}"
     );
     assert!(sample(&after, "clef_db_pool_max_connections").is_some_and(|n| n >= 1.0), "{after}");
-    // The periodic user gauges ran at start (the user was created before).
-    assert_eq!(sample(&after, "clef_users{state=\"total\"}"), Some(1.0), "{after}");
-    assert_eq!(sample(&after, "clef_users{state=\"verified\"}"), Some(1.0), "{after}");
+    // The periodic user gauges run once at start, in the background (the user was created
+    // before): bounded wait for the first run.
+    let mut gauges = after.clone();
+    let started = Instant::now();
+    while sample(&gauges, "clef_users{state=\"total\"}").is_none() && started.elapsed() < Duration::from_secs(10) {
+        poll_pause(Duration::from_millis(50));
+        gauges = get_text(&metrics_url).await.1;
+    }
+    assert_eq!(
+        sample(&gauges, "clef_users{state=\"total\"}"),
+        Some(1.0),
+        "{gauges}\n{}",
+        server.stderr_text()
+    );
+    assert_eq!(sample(&gauges, "clef_users{state=\"verified\"}"), Some(1.0), "{gauges}");
+    assert_eq!(sample(&gauges, "clef_users{state=\"pending_verification\"}"), Some(0.0), "{gauges}");
 
     // The audit log: the failure, then the login, each with the address and the user agent.
     let out = site.run(&["audit", "--user", EMAIL, "--since", "1h", "--json"], &[], None);
@@ -286,6 +299,12 @@ async fn metrics_and_audit(backend: Backend) {
     );
     let text = site.run(&["audit"], &[], None);
     assert!(text.contains("\tuser_created\t") && text.contains("\tclient_created\t"), "{text}");
+    // The account goes; its events stay, still under its address, until retention.
+    site.run(&["users", "delete", EMAIL], &[], None);
+    let kept = site.run(&["audit", "--user", EMAIL, "--json"], &[], None);
+    for kind in ["\"login\"", "\"login_failed\"", "\"user_deleted\""] {
+        assert!(kept.contains(kind), "{kind}: {kept}");
+    }
 
     server.stop();
     site.finish().await;
