@@ -76,6 +76,10 @@ impl AppState {
         let discovery_json = crate::oauth::metadata::document(&config).to_string().into();
         let mailer = Arc::new(crate::mail::Mailer::new(&config).map_err(|e| StartError::Mail(e.to_string()))?);
         let upstreams = crate::upstream::Upstreams::from_config(&config).map_err(StartError::Upstream)?;
+        // ops
+        if config.metrics_enabled() {
+            crate::telemetry::install();
+        }
         Ok(AppState(Arc::new(Inner {
             mailer,
             hasher: Hasher::new(config.max_concurrent_hashes),
@@ -97,17 +101,38 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    serve_with_metrics(listener, None, state, shutdown).await
+}
+
+/// As [`serve`], with `/metrics` alone on a second listener (`CLEF_METRICS_LISTEN`). On
+/// shutdown: stop accepting, let requests in flight finish, flush queued mail, all within
+/// `CLEF_SHUTDOWN_GRACE`.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     let background = tokio::spawn(housekeeping(state.clone()));
     // bcl: the back-channel logout worker, stopped after the last request is answered.
     let (stop_backchannel, stopped) = tokio::sync::watch::channel(false);
     let backchannel = tokio::spawn(crate::backchannel::run(state.clone(), stopped));
+    let metrics_task = metrics.map(|l| {
+        let router = crate::telemetry::metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        })
+    });
     let limits = ConnLimits {
         header_timeout: state.config.header_timeout,
         body_timeout: state.config.body_timeout,
         max_connections: state.config.max_connections,
+        shutdown_grace: state.config.shutdown_grace,
     };
-    let router = crate::http::router(state);
-    serve_connections(listener, router, limits, shutdown).await;
+    let router = crate::http::router(state.clone());
+    let deadline = serve_connections(listener, router, limits, shutdown).await;
     background.abort();
     // bcl: a send in flight is cut off and left for the next start, never waited for long.
     let _ = stop_backchannel.send(true);
@@ -115,6 +140,15 @@ pub async fn serve(
     if tokio::time::timeout(BACKCHANNEL_STOP, backchannel).await.is_err() {
         abort.abort();
     }
+    // Mail queued by the last requests (codes, notices) and retries still waiting are sent
+    // now rather than lost with the process.
+    if tokio::time::timeout_at(deadline, state.mailer.flush()).await.is_err() {
+        tracing::warn!("shutdown grace period over; mail still queued is dropped");
+    }
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    tracing::info!("clef stopped");
     Ok(())
 }
 
@@ -123,13 +157,12 @@ struct ConnLimits {
     header_timeout: Duration,
     body_timeout: Duration,
     max_connections: usize,
+    /// How long shutdown waits for requests in flight (and then mail) before dropping them.
+    shutdown_grace: Duration,
 }
 
 /// How long shutdown waits for the back-channel logout worker to put its rows back.
 const BACKCHANNEL_STOP: Duration = Duration::from_secs(3);
-
-/// How long shutdown waits for requests in flight before dropping them.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// Our own accept loop, because `axum::serve` has no header timeout, body deadline or
 /// connection cap, and a few hundred idle half-sent requests exhaust the descriptors
@@ -140,7 +173,7 @@ async fn serve_connections(
     router: axum::Router,
     limits: ConnLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) -> tokio::time::Instant {
     use hyper_util::rt::{TokioIo, TokioTimer};
 
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -200,11 +233,19 @@ async fn serve_connections(
             drop(slot);
         });
     }
+    // Closing the listener makes new connections fail at once rather than wait in a backlog
+    // nobody reads; a load balancer moves them to another instance.
     drop(listener);
+    let deadline = tokio::time::Instant::now() + limits.shutdown_grace;
+    tracing::info!(
+        grace_seconds = limits.shutdown_grace.as_secs(),
+        "shutting down: no new connections; finishing requests in flight"
+    );
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => tracing::warn!("shutdown grace period over; dropping requests in flight"),
+        () = tokio::time::sleep_until(deadline) => tracing::warn!("shutdown grace period over; dropping requests in flight"),
     }
+    deadline
 }
 
 async fn housekeeping(state: AppState) {
@@ -213,6 +254,8 @@ async fn housekeeping(state: AppState) {
     // Sealed refresh successors are wiped once their grace is over, not at the next cleanup.
     let grace = state.config.refresh_grace;
     let mut grace_tick = tokio::time::interval(Duration::from_secs(grace.max(1) as u64));
+    // ops: the user gauges, one cheap query a minute and only when metrics are exported.
+    let mut gauges_tick = tokio::time::interval(Duration::from_secs(60));
     keys_tick.tick().await;
     reseal_totp_secrets(&state).await;
     loop {
@@ -243,8 +286,25 @@ async fn housekeeping(state: AppState) {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                 }
+                purge_audit(&state).await;
+            }
+            _ = gauges_tick.tick(), if state.config.metrics_enabled() => {
+                crate::telemetry::refresh_user_gauges(&state.db, state.clock.now()).await;
             }
         }
+    }
+}
+
+/// Security events past `CLEF_AUDIT_RETENTION` go; every instance may run it, the delete is
+/// idempotent.
+pub async fn purge_audit(state: &AppState) {
+    match state.db.audit_purge(state.clock.now() - state.config.audit_retention).await {
+        Ok(0) => {}
+        Ok(n) => {
+            crate::telemetry::audit_purged(n);
+            tracing::info!(rows = n, "security events past the retention period deleted");
+        }
+        Err(e) => tracing::warn!(error = %e, "audit retention purge failed"),
     }
 }
 

@@ -44,6 +44,25 @@ pub enum Command {
     /// Manage login sessions.
     #[command(subcommand)]
     Sessions(SessionsCmd), // bcl
+    // ops
+    /// Print security events (logins, failures, lockouts, changes, operator actions), oldest first.
+    Audit {
+        /// Only events about this email address (or user id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only events since this time: RFC 3339 (2026-12-01T00:00:00Z) or a duration ago (24h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the SQLite database to PATH while clef runs (VACUUM INTO),
+    /// then check it. PostgreSQL: use pg_dump.
+    Backup { path: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -189,7 +208,7 @@ pub enum KeysCmd {
 
 pub fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref())?;
-    init_tracing(&config.log);
+    init_tracing(&config.log, config.log_format);
     let rt = match cli.command {
         Command::Serve => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
         _ => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
@@ -197,14 +216,20 @@ pub fn run(cli: Cli) -> Result<()> {
     rt.block_on(dispatch(config, cli.command))
 }
 
-fn init_tracing(filter: &str) {
+fn init_tracing(filter: &str, format: crate::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
         // Colour codes only for a terminal: a log file or collector gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        crate::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        // Every span of the line (the request's, with its request_id) in `spans`.
+        crate::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .with_ansi(false)
+            .try_init(),
+    };
 }
 
 async fn open_db(config: &Config) -> Result<Db> {
@@ -223,13 +248,39 @@ async fn dispatch(config: Config, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Cleanup => {
-            let n = open_db(&config).await?.cleanup(clock.now()).await?;
+            let db = open_db(&config).await?;
+            let n = db.cleanup(clock.now()).await?;
             println!("{n} expired rows deleted");
+            // ops: the audit log's retention (CLEF_AUDIT_RETENTION) too.
+            let purged = db.audit_purge(clock.now() - config.audit_retention).await?;
+            println!("{purged} security events past the retention period deleted");
             Ok(())
         }
         Command::Clients(cmd) => clients(&open_db(&config).await?, cmd, clock.now()).await,
         Command::Users(cmd) => users(&config, &open_db(&config).await?, cmd, clock.now()).await,
-        Command::Keys(cmd) => keys(&config, cmd, clock.now()),
+        Command::Keys(cmd) => {
+            // ops: a rotation is an operator action the audit log keeps, when the database is there.
+            let rotated = matches!(cmd, KeysCmd::Rotate | KeysCmd::RotateSecret);
+            let which = if matches!(cmd, KeysCmd::Rotate) {
+                "signing keys"
+            } else {
+                "secret key"
+            };
+            keys(&config, cmd, clock.now())?;
+            if rotated {
+                audit_operator(
+                    &config,
+                    crate::store::EventKind::KeysRotated,
+                    |e| e.detail = Some(which),
+                    clock.now(),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        // ops
+        Command::Audit { user, since, limit, json } => audit(&open_db(&config).await?, user, since, limit, json, clock.now()).await,
+        Command::Backup { path } => backup(&config, &path).await,
         Command::Sessions(cmd) => sessions(&open_db(&config).await?, cmd, clock.now()).await, // bcl
     }
 }
@@ -238,11 +289,27 @@ async fn serve(config: Config, clock: Clock) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("CLEF_LISTEN: cannot bind {}", config.listen))?;
+    // ops
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("CLEF_METRICS_LISTEN: cannot bind {addr}"))?,
+        ),
+        None => None,
+    };
     let issuer = config.issuer.clone();
     let state = AppState::build(config, clock).await?;
     tracing::info!(issuer = %issuer, listen = %listener.local_addr()?, "clef is serving");
-    eprint!("{}", start_banner(&state).await);
-    crate::app::serve(listener, state, shutdown_signal()).await?;
+    if let Some(m) = &metrics {
+        tracing::info!(listen = %m.local_addr()?, "metrics served at /metrics");
+    }
+    // A log collector reading JSON lines gets no free text among them.
+    if state.config.log_format == crate::config::LogFormat::Text {
+        eprint!("{}", start_banner(&state).await);
+    }
+    crate::app::serve_with_metrics(listener, metrics, state.clone(), shutdown_signal()).await?;
+    state.db.close().await;
     Ok(())
 }
 
@@ -328,6 +395,13 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
                 backchannel_logout_session_required,
             };
             let created = crate::admin::create_client(db, &spec, now).await?;
+            operator_event(
+                db,
+                crate::store::EventKind::ClientCreated,
+                |e| e.client_id = Some(&created.client_id),
+                now,
+            )
+            .await;
             if json {
                 println!("{}", serde_json::to_string(&created)?);
             } else {
@@ -377,6 +451,7 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
             db.client_delete(&client_id)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}: {client_id}"))?;
+            operator_event(db, crate::store::EventKind::ClientDeleted, |e| e.client_id = Some(&client_id), now).await;
             println!("deleted client {client_id}");
         }
         ClientsCmd::Update {
@@ -473,6 +548,17 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
                 address,
             };
             let id = crate::admin::create_user(db, &hasher, &spec, now).await?;
+            let email = crate::store::normalize_email(&spec.email);
+            operator_event(
+                db,
+                crate::store::EventKind::UserCreated,
+                |e| {
+                    e.user_id = Some(&id);
+                    e.email = Some(&email);
+                },
+                now,
+            )
+            .await;
             println!("{id}");
         }
         UsersCmd::List { json } => {
@@ -497,10 +583,16 @@ async fn users(config: &Config, db: &Db, cmd: UsersCmd, now: i64) -> Result<()> 
                 Some(u) => Some(u),
                 None => db.user_by_email(&user).await?,
             };
-            if let Some(u) = found {
+            if let Some(u) = &found {
                 db.sessions_end_all_for_user(&u.user_id, now).await?;
             }
+            // ops: the email, looked up first: the event outlives the account and names it.
+            let email = match found {
+                Some(u) => u.email,
+                None => crate::store::normalize_email(&user),
+            };
             db.user_delete(&user).await.map_err(|e| anyhow::anyhow!("{e}: {user}"))?;
+            operator_event(db, crate::store::EventKind::UserDeleted, |e| e.email = Some(&email), now).await;
             println!("deleted user {user}");
         }
         UsersCmd::Reset2fa { email } => {
@@ -557,5 +649,119 @@ fn keys(config: &Config, cmd: KeysCmd, now: i64) -> Result<()> {
     for k in list {
         println!("{}\t{}\t{}\t{}", k.kid, k.alg, k.status, k.created_at);
     }
+    Ok(())
+}
+
+// ops: the audit log's operator side, `clef audit` and `clef backup`.
+
+/// Records an operator action; a failure to record is reported but does not undo the action.
+async fn operator_event<'a>(db: &Db, kind: crate::store::EventKind, fill: impl FnOnce(&mut crate::store::AuditEvent<'a>), now: i64) {
+    let mut e = crate::store::AuditEvent {
+        detail: Some("cli"),
+        ..Default::default()
+    };
+    fill(&mut e);
+    if let Err(err) = db.audit_record(kind, &e, now).await {
+        eprintln!("clef: warning: the audit log did not record {}: {err}", kind.as_str());
+    }
+}
+
+/// As `operator_event`, opening the database; for commands that work without one (keys).
+async fn audit_operator<'a>(
+    config: &Config,
+    kind: crate::store::EventKind,
+    fill: impl FnOnce(&mut crate::store::AuditEvent<'a>),
+    now: i64,
+) {
+    // A SQLite file that is not there yet is not made just to hold this one event.
+    if let Some(rest) = config.database_url.strip_prefix("sqlite:") {
+        let file = rest.trim_start_matches("//").split('?').next().unwrap_or("");
+        if !file.contains(":memory:") && !std::path::Path::new(file).exists() {
+            return;
+        }
+    }
+    match open_db(config).await {
+        Ok(db) => operator_event(&db, kind, fill, now).await,
+        Err(err) => eprintln!("clef: warning: the audit log did not record {}: {err:#}", kind.as_str()),
+    }
+}
+
+/// `--since`: RFC 3339, or a duration back from now.
+fn parse_since(s: &str, now: i64) -> Result<i64> {
+    if let Some(d) = crate::config::parse_duration(s) {
+        return Ok(now - d);
+    }
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--since: {s:?} is neither RFC 3339 (2026-12-01T00:00:00Z) nor a duration (24h, 7d)"))?;
+    Ok(t.unix_timestamp())
+}
+
+fn rfc3339(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| at.to_string())
+}
+
+async fn audit(db: &Db, user: Option<String>, since: Option<String>, limit: i64, json: bool, now: i64) -> Result<()> {
+    let since = since.map(|s| parse_since(&s, now)).transpose()?;
+    let q = crate::store::AuditQuery {
+        user,
+        since,
+        limit: limit.clamp(1, 1_000_000),
+    };
+    let rows = db.audit_list(&q).await?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    for r in rows {
+        if json {
+            let mut v = serde_json::to_value(&r)?;
+            v["time"] = serde_json::Value::String(rfc3339(r.at));
+            writeln!(out, "{v}")?;
+        } else {
+            // Tab-separated; a field the client chose (user agent) is printed escaped.
+            let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_owned());
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{:?}",
+                rfc3339(r.at),
+                r.kind,
+                r.email.clone().or(r.user_id.clone()).unwrap_or_else(|| "-".to_owned()),
+                dash(&r.client_id),
+                dash(&r.ip),
+                dash(&r.detail),
+                r.user_agent.as_deref().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(())
+}
+
+async fn backup(config: &Config, path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !config.database_url.starts_with("sqlite:") {
+        bail!("clef backup is for SQLite; back PostgreSQL up with pg_dump (see README, Operating clef)");
+    }
+    // Created empty and owner-only first: the copy holds password and token hashes, and
+    // VACUUM INTO accepts an empty file but never overwrites a backup already there.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("{}: cannot create the backup file", path.display()))?;
+    let db = Db::connect(&config.database_url).await.context("CLEF_DATABASE_URL")?;
+    if let Err(e) = db.sqlite_backup(path).await {
+        let _ = std::fs::remove_file(path);
+        return Err(e).context("backup");
+    }
+    db.close().await;
+    // The copy is checked as a restore would open it.
+    let verdict = crate::store::sqlite_file_integrity(path).await.context("checking the copy")?;
+    if verdict != "ok" {
+        bail!("the copy at {} failed its integrity check: {verdict}", path.display());
+    }
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!("backup written to {} ({size} bytes, integrity ok)", path.display());
     Ok(())
 }

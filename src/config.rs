@@ -77,6 +77,12 @@ pub struct RawConfig {
     pub refresh_grace: Option<i64>,
     // fed
     pub upstream_key_refresh: Option<i64>,
+    // ops
+    pub metrics_listen: Option<String>,
+    pub metrics: Option<String>,
+    pub log_format: Option<String>,
+    pub shutdown_grace: Option<i64>,
+    pub audit_retention: Option<String>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -138,6 +144,12 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_REFRESH_GRACE", "refresh_grace"),
     // fed
     ("CLEF_UPSTREAM_KEY_REFRESH", "upstream_key_refresh"),
+    // ops
+    ("CLEF_METRICS_LISTEN", "metrics_listen"),
+    ("CLEF_METRICS", "metrics"),
+    ("CLEF_LOG_FORMAT", "log_format"),
+    ("CLEF_SHUTDOWN_GRACE", "shutdown_grace"),
+    ("CLEF_AUDIT_RETENTION", "audit_retention"),
 ];
 
 #[derive(Clone, Debug)]
@@ -191,6 +203,52 @@ pub struct Config {
     /// An upstream ID token naming an unknown `kid` refetches the upstream's keys at most
     /// this often (`CLEF_UPSTREAM_KEY_REFRESH`, seconds; OIDC Core §10.1.1).
     pub upstream_key_refresh: std::time::Duration,
+    // ops
+    /// A second listener serving only `/metrics` (kept off the public address).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `/metrics` on the public listener too (`CLEF_METRICS=public`); off by default.
+    pub metrics_public: bool,
+    pub log_format: LogFormat,
+    /// How long shutdown waits for requests in flight and queued mail.
+    pub shutdown_grace: std::time::Duration,
+    /// Security events older than this many seconds are purged.
+    pub audit_retention: i64,
+}
+
+/// How log lines are written to standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable; colour codes only on a terminal.
+    Text,
+    /// One JSON object per line, for a log collector.
+    Json,
+}
+
+impl Config {
+    /// Whether anything serves `/metrics`: otherwise no recorder is installed and every
+    /// counter is a no-op.
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics_public || self.metrics_listen.is_some()
+    }
+}
+
+/// `90d`, `24h`, `15m`, `30s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: i64 = digits.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
@@ -305,6 +363,12 @@ impl RawConfig {
                 "CLEF_REFRESH_GRACE" => self.refresh_grace = Some(int()?),
                 // fed
                 "CLEF_UPSTREAM_KEY_REFRESH" => self.upstream_key_refresh = Some(int()?),
+                // ops
+                "CLEF_METRICS_LISTEN" => self.metrics_listen = Some(v),
+                "CLEF_METRICS" => self.metrics = Some(v),
+                "CLEF_LOG_FORMAT" => self.log_format = Some(v),
+                "CLEF_SHUTDOWN_GRACE" => self.shutdown_grace = Some(int()?),
+                "CLEF_AUDIT_RETENTION" => self.audit_retention = Some(v),
                 _ => {}
             }
         }
@@ -425,6 +489,34 @@ impl RawConfig {
             Some(s @ 0..=3600) => std::time::Duration::from_secs(s.unsigned_abs()),
             Some(_) => return Err(bad("CLEF_UPSTREAM_KEY_REFRESH", "must be 0 to 3600 seconds")),
         };
+        // ops
+        let metrics_listen = match self.metrics_listen.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<SocketAddr>()
+                    .map_err(|_| bad("CLEF_METRICS_LISTEN", format!("{raw:?} is not an address:port")))?,
+            ),
+        };
+        let metrics_public = match self.metrics.as_deref().map(str::trim) {
+            None | Some("" | "off") => false,
+            Some("public") if metrics_listen.is_some() => {
+                return Err(bad("CLEF_METRICS", "public and CLEF_METRICS_LISTEN exclude each other"));
+            }
+            Some("public") => true,
+            Some(other) => return Err(bad("CLEF_METRICS", format!("{other:?} is neither off nor public"))),
+        };
+        let log_format = match self.log_format.as_deref().map(str::trim) {
+            None | Some("" | "text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(bad("CLEF_LOG_FORMAT", format!("{other:?} is neither text nor json"))),
+        };
+        let shutdown_grace = secs("CLEF_SHUTDOWN_GRACE", self.shutdown_grace, 10)?;
+        let audit_retention = match self.audit_retention.as_deref() {
+            None => 90 * 86_400,
+            Some(raw) => parse_duration(raw)
+                .filter(|&s| s > 0)
+                .ok_or_else(|| bad("CLEF_AUDIT_RETENTION", "not a duration such as 90d, 12h or 3600"))?,
+        };
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -465,6 +557,12 @@ impl RawConfig {
             upstreams,
             refresh_grace,
             upstream_key_refresh,
+            // ops
+            metrics_listen,
+            metrics_public,
+            log_format,
+            shutdown_grace,
+            audit_retention,
         })
     }
 }
@@ -879,5 +977,70 @@ trust_email_verified = true
             toml::from_str::<RawConfig>("[[upstream]]\nid = \"x\"\nclient_scret = \"s\"").is_err(),
             "unknown keys refused"
         );
+    }
+}
+
+// ops
+#[cfg(test)]
+mod ops_tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut RawConfig)) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::default();
+        f(&mut raw);
+        raw.validate()
+    }
+
+    #[test]
+    fn durations() {
+        for (s, want) in [
+            ("90d", Some(7_776_000)),
+            ("24h", Some(86_400)),
+            ("15m", Some(900)),
+            ("3600", Some(3600)),
+            ("2w", Some(1_209_600)),
+        ] {
+            assert_eq!(parse_duration(s), want, "{s}");
+        }
+        for bad in ["", "d", "1y", "-5", "1.5h", "2026-12-01T00:00:00Z"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn operations_settings() {
+        let c = with(|_| {}).unwrap();
+        assert!(!c.metrics_enabled());
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.shutdown_grace, std::time::Duration::from_secs(10));
+        assert_eq!(c.audit_retention, 90 * 86_400);
+        let c = with(|r| r.metrics_listen = Some("127.0.0.1:9100".into())).unwrap();
+        assert!(c.metrics_enabled() && !c.metrics_public);
+        let e = with(|r| {
+            r.metrics_listen = Some("127.0.0.1:9100".into());
+            r.metrics = Some("public".into());
+        })
+        .unwrap_err();
+        assert_eq!(e.setting, "CLEF_METRICS");
+        assert_eq!(
+            with(|r| r.metrics_listen = Some("9100".into())).unwrap_err().setting,
+            "CLEF_METRICS_LISTEN"
+        );
+        assert_eq!(with(|r| r.log_format = Some("xml".into())).unwrap_err().setting, "CLEF_LOG_FORMAT");
+        assert_eq!(
+            with(|r| r.audit_retention = Some("0".into())).unwrap_err().setting,
+            "CLEF_AUDIT_RETENTION"
+        );
+        assert_eq!(with(|r| r.shutdown_grace = Some(0)).unwrap_err().setting, "CLEF_SHUTDOWN_GRACE");
+        let mut raw = RawConfig::default();
+        let env = |k: &str| match k {
+            "CLEF_METRICS" => Some("public".to_owned()),
+            "CLEF_LOG_FORMAT" => Some("json".to_owned()),
+            "CLEF_AUDIT_RETENTION" => Some("7d".to_owned()),
+            _ => None,
+        };
+        raw.apply_env(env).unwrap();
+        let c = raw.validate().unwrap();
+        assert!(c.metrics_public && c.log_format == LogFormat::Json && c.audit_retention == 7 * 86_400);
     }
 }

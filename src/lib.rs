@@ -40,5 +40,8 @@ pub mod secret_box;
 pub mod secret_key;
 /// SQLite and PostgreSQL storage.
 pub mod store;
+// ops
+/// Prometheus metrics, request ids, and the per-request span.
+pub mod telemetry;
 /// OpenID Connect client for upstream providers (Google and others).
 pub mod upstream;

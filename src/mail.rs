@@ -40,6 +40,11 @@ pub struct Mailer {
     from: Mailbox,
     /// First attempts of `deliver_later` mails still running.
     in_flight: Arc<tokio::sync::watch::Sender<usize>>,
+    // ops
+    /// Mails waiting in the background for their next retry.
+    retrying: Arc<tokio::sync::watch::Sender<usize>>,
+    /// Set at shutdown: waiting retries go at once, and are not rescheduled.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A rendered message, ready to go.
@@ -74,6 +79,8 @@ impl Mailer {
             transport,
             from,
             in_flight: Arc::new(tokio::sync::watch::Sender::new(0)),
+            retrying: Arc::new(tokio::sync::watch::Sender::new(0)),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }
 
@@ -88,12 +95,26 @@ impl Mailer {
     }
 
     async fn send_once(&self, message: Message) -> Result<(), MailError> {
-        match &self.transport {
+        let sent = match &self.transport {
             Transport::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| MailError::Send(e.to_string())),
             Transport::Outbox(dir) => write_outbox(dir, &message.formatted())
                 .await
                 .map_err(|e| MailError::Send(format!("{}: {e}", dir.display()))),
+        };
+        match &sent {
+            Ok(()) => crate::telemetry::mail_sent(),
+            Err(_) => crate::telemetry::mail_failed(),
         }
+        sent
+    }
+
+    /// At shutdown: sends every queued mail now (first attempts, and retries without their
+    /// wait), and resolves when none is left. The caller bounds the wait.
+    pub async fn flush(&self) {
+        self.stopping.send_replace(true);
+        self.settled().await;
+        let mut rx = self.retrying.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// Sends after the caller has answered: for mails that go only to some of the addresses a
@@ -138,18 +159,36 @@ impl Mailer {
                 };
                 tracing::warn!(to = ?m.to, error = %why, "mail not sent; retrying in the background");
                 let mailer = self.clone();
+                mailer.retrying.send_modify(|n| *n += 1);
                 tokio::spawn(async move {
+                    let mut stopping = mailer.stopping.subscribe();
+                    let mut sent = false;
                     for (i, delay) in RETRY_DELAYS.iter().enumerate() {
-                        tokio::time::sleep(*delay).await;
+                        let last = *stopping.borrow();
+                        if !last {
+                            tokio::select! {
+                                () = tokio::time::sleep(*delay) => {}
+                                _ = stopping.wait_for(|s| *s) => {}
+                            }
+                        }
                         match mailer.send_once(message.clone()).await {
                             Ok(()) => {
                                 tracing::info!(attempt = i + 2, "mail sent on retry");
-                                return;
+                                sent = true;
+                                break;
                             }
                             Err(e) => tracing::warn!(attempt = i + 2, error = %e, "mail retry failed"),
                         }
+                        // At shutdown one immediate try is all there is time for.
+                        if *stopping.borrow() {
+                            break;
+                        }
                     }
-                    tracing::error!("mail given up after retries");
+                    if !sent {
+                        crate::telemetry::mail_dropped();
+                        tracing::error!("mail given up after retries");
+                    }
+                    mailer.retrying.send_modify(|n| *n = n.saturating_sub(1));
                 });
                 false
             }

@@ -143,6 +143,10 @@ pub fn send_later(
 }
 
 fn render(pages: &Pages, issuer: &str, kind: Kind, to: &str, locale: &str, code: Option<&str>, link: Option<&str>) -> Option<Outgoing> {
+    // ops: a one-time code (or link with it) is going out.
+    if code.is_some() {
+        crate::telemetry::code_sent();
+    }
     let subject_key = format!("{}.subject", kind.key());
     let subject = match pages.text(locale, &subject_key) {
         Some(s) => s.to_owned(),

@@ -62,3 +62,6 @@ pub const LOGIN_UPSTREAM_CODE: &str = "/login/upstream-link/code";
 /// The account page's "Link Google" and "Unlink".
 pub const ACCOUNT_UPSTREAM_LINK: &str = "/account/upstream/{id}/link";
 pub const ACCOUNT_UPSTREAM_UNLINK: &str = "/account/upstream/unlink";
+// ops
+/// Prometheus metrics: on `CLEF_METRICS_LISTEN`, or here too with `CLEF_METRICS=public`.
+pub const METRICS: &str = "/metrics";

@@ -247,6 +247,10 @@ async fn settle(d: &Deps<'_>, c: Caller<'_>, hold: Hold, verdict: &Verdict, emai
         && let Some(user) = d.db.user_by_email(email).await?
     {
         tracing::warn!(user_id = %user.user_id, client_ip = %c.ip, ?kind, "login locked after repeated failures");
+        // ops
+        let what = if kind == Kind::Locked { "password" } else { "codes" };
+        crate::telemetry::lockout(what);
+        audit(d, c, EventKind::LockedOut, Some(&user.user_id), email, what, now).await;
         let link = format!("{}{}", d.issuer, paths::LOGIN);
         let loc = user.locale.as_deref().unwrap_or(c.locale);
         notify::send_later(d.pages, d.mailer, d.issuer, kind, &user.email, loc, None, Some(&link));
@@ -367,6 +371,7 @@ pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, inpu
         Ok(h) => h,
         Err((message, retry_after)) => {
             tracing::info!(client_ip = %c.ip, limit = message, method = M::NAME, "login refused before the method ran");
+            crate::telemetry::login(M::NAME, "refused");
             return Ok(Step::Refused {
                 live: Box::new(live),
                 message,
@@ -375,6 +380,23 @@ pub async fn submit<M: AuthMethod>(d: &Deps<'_>, c: Caller<'_>, live: Live, inpu
         }
     };
     let verdict = M::verify(d, c, &live.attempt, input, now).await?;
+    // ops: the outcome counted and, for a failure, kept in the audit log before the limits
+    // settle, so a failure that locks the account comes before its lockout.
+    let outcome = match &verdict {
+        Verdict::Passed { .. } => "success",
+        Verdict::Held { .. } => "held",
+        Verdict::Wrong(_) => "failure",
+        Verdict::Locked => "locked",
+    };
+    crate::telemetry::login(M::NAME, outcome);
+    if matches!(verdict, Verdict::Wrong(_) | Verdict::Locked) {
+        let user_id = match &live.attempt.user_id {
+            Some(id) => Some(id.clone()),
+            None if !email.is_empty() => d.db.user_by_email(&email).await?.map(|u| u.user_id),
+            None => None,
+        };
+        audit(d, c, EventKind::LoginFailed, user_id.as_deref(), &email, M::NAME, now).await;
+    }
     settle(d, c, hold, &verdict, &email, now).await?;
     match verdict {
         Verdict::Passed { user_id } => passed(d, c, live, user_id, Factor::new(M::METHOD, now), now).await,
@@ -482,6 +504,22 @@ async fn reauthenticated(d: &Deps<'_>, c: Caller<'_>, a: &Attempt, amr: &[String
     Ok(Step::Reauthenticated { user_id, back: *back })
 }
 
+/// ops: an audit record for a login event. Best effort: a failed write is logged, and the
+/// login goes on as it would have, since refusing it would not undo what happened.
+async fn audit(d: &Deps<'_>, c: Caller<'_>, kind: EventKind, user_id: Option<&str>, email: &str, detail: &str, now: i64) {
+    let e = crate::store::AuditEvent {
+        user_id,
+        email: (!email.is_empty()).then_some(email),
+        client_id: None,
+        ip: Some(c.ip),
+        user_agent: c.user_agent,
+        detail: Some(detail),
+    };
+    if let Err(err) = d.db.audit_record(kind, &e, now).await {
+        tracing::warn!(error = %err, kind = kind.as_str(), "security event not recorded");
+    }
+}
+
 /// A wrong input. Once the user is known (a further factor), each counts against the attempt,
 /// atomically, so parallel guesses cannot exceed the limit.
 async fn wrong(d: &Deps<'_>, live: Live, problem: &'static str, method: Method, now: i64) -> Result<Step, AuthError> {
@@ -537,6 +575,7 @@ pub async fn new_password(d: &Deps<'_>, c: Caller<'_>, mut live: Live, password:
     let email = a.claimed_email.clone().unwrap_or_default();
     limits::password_cleared(d.db, &email).await?;
     tracing::info!(user_id = %user_id, sessions_ended = ended, "password reset; sessions and tokens revoked");
+    audit(d, c, EventKind::PasswordReset, Some(&user_id), &email, "email_code", now).await;
     if let Some(user) = d.db.user_get(&user_id).await? {
         let link = format!("{}{}", d.issuer, paths::PASSWORD_FORGOT);
         let loc = user.locale.as_deref().unwrap_or(c.locale);

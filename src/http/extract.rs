@@ -231,6 +231,7 @@ pub fn csrf_check(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presente
 /// `csrf_check` for a handler: logs a refusal and names the page to show for it.
 pub fn csrf_guard(app: &AppState, jar: &CookieJar, headers: &HeaderMap, presented: Option<&str>) -> Result<(), PageError> {
     csrf_check(app, jar, headers, presented).map_err(|refusal| {
+        crate::telemetry::refused("csrf");
         let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
         if refusal == CsrfRefusal::WrongAddress {
             tracing::warn!(

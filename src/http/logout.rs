@@ -112,7 +112,13 @@ pub async fn get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: He
     }
 }
 
-pub async fn post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {
+pub async fn post(
+    State(app): State<AppState>,
+    client_ip: super::client_ip::ClientIp,
+    headers: HeaderMap,
+    jar: CookieJar,
+    body: Body,
+) -> Response {
     let loc = locale(&headers, None);
     let pairs = match extract::pairs(&Method::POST, None, &headers, body).await {
         Ok(p) => p,
@@ -133,14 +139,33 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJa
         return render_page_error(&app, loc, &e);
     }
     let name = cookie_name(&app, SESSION_COOKIE);
-    // Back-Channel Logout 1.0 §2.5: the session's clients are told, from the queue this writes.
-    if let Some(c) = jar.get(&name)
-        && let Err(e) = app.db.session_logout(&sha256_b64(c.value()), app.clock.now()).await
-    {
-        return render_page_error(&app, loc, &e.into());
+    // ops: whose session it was, for the audit log (read before it goes).
+    let now = app.clock.now();
+    let mut user_id = None;
+    if let Some(c) = jar.get(&name) {
+        let hash = sha256_b64(c.value());
+        user_id = app.db.session_get(&hash, now).await.ok().flatten().map(|s| s.user_id);
+        // Back-Channel Logout 1.0 §2.5: the session's clients are told, from the queue this writes.
+        if let Err(e) = app.db.session_logout(&hash, now).await {
+            return render_page_error(&app, loc, &e.into());
+        }
     }
     let jar = jar.remove(Cookie::build(name).path("/"));
     tracing::info!("logged out");
+    if let Some(user_id) = &user_id {
+        let ip = client_ip.to_string();
+        let ua = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+        let e = crate::store::AuditEvent {
+            user_id: Some(user_id),
+            client_id: after.client_id.as_deref(),
+            ip: Some(&ip),
+            user_agent: ua,
+            ..Default::default()
+        };
+        if let Err(err) = app.db.audit_record(crate::store::EventKind::Logout, &e, now).await {
+            tracing::warn!(error = %err, "security event not recorded");
+        }
+    }
     if let Some(uri) = after.redirect {
         let mut p: Vec<(&'static str, String)> = Vec::new();
         if let Some(s) = after.state {

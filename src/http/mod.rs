@@ -80,6 +80,13 @@ pub fn router(state: AppState) -> Router {
             extract::refuse_control_in_query,
         ))
         .layer(axum::middleware::map_response(close_after_refused_body));
+    // ops: the public listener serves /metrics only when asked (CLEF_METRICS=public); the
+    // figures (user counts, login rates) are for the operator, not for every visitor.
+    let pages = if state.config.metrics_public {
+        pages.route(paths::METRICS, get(crate::telemetry::metrics_get))
+    } else {
+        pages
+    };
     // Only an http issuer behind trusted proxies can learn from a header that the browser
     // used https; otherwise the layer would do nothing on every request.
     let pages = if !state.config.issuer_is_https && !state.config.trusted_proxies.is_empty() {
@@ -98,6 +105,8 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_SECURITY_POLICY,
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
         ))
+        // ops: outermost, so the request id's span and the latency cover every other layer.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::telemetry::layer))
         .with_state(state)
 }
 

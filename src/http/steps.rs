@@ -359,6 +359,7 @@ async fn start_session(app: &AppState, jar: CookieJar, who: &Who, done: &Authent
     };
     app.db.event_record(&done.user_id, EventKind::Login, &event, now).await?;
     tracing::info!(user_id = %done.user_id, client_ip = %who.ip, amr = ?done.amr, "login succeeded");
+    crate::telemetry::login_completed();
     Ok(jar.add(cookie(app, SESSION_COOKIE, id, Some(app.config.session_ttl))))
 }
 

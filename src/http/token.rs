@@ -42,6 +42,7 @@ async fn authenticated(app: &AppState, headers: &HeaderMap, body: Body) -> Resul
     client_auth::authenticate(client.as_ref(), &presented).map_err(|e| {
         // `?`: the id is the caller's raw input, so it is logged escaped, never as is.
         tracing::info!(client_id = ?presented.client_id(), basic = presented.used_basic(), "client authentication failed");
+        crate::telemetry::refused("client_auth");
         json_error(&e)
     })?;
     match client {
@@ -71,7 +72,10 @@ pub async fn post(State(app): State<AppState>, headers: HeaderMap, body: Body) -
         secrets: &app.hmac_key,
     };
     match exchange(&ctx, &client, &params, app.clock.now()).await {
-        Ok(tokens) => no_store_json(&tokens),
+        Ok(tokens) => {
+            crate::telemetry::token_issued(params.get("grant_type").unwrap_or(""));
+            no_store_json(&tokens)
+        }
         Err(e) => json_error(&e),
     }
 }

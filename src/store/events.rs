@@ -27,10 +27,23 @@ pub enum EventKind {
     UpstreamLinked,
     UpstreamUnlinked,
     AccountCreatedByUpstream,
+    // ops: the audit log (issue 11). Kinds without an account (client, keys) are never
+    // shown on an account page, only by `clef audit`.
+    /// A wrong password, code or link; `detail` names the method.
+    LoginFailed,
+    /// Repeated failures locked password or code login for a while.
+    LockedOut,
+    /// The user logged out (RP-initiated logout or the account page's own button).
+    Logout,
+    ClientCreated,
+    ClientDeleted,
+    KeysRotated,
+    UserCreated,
+    UserDeleted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 26] = [
         EventKind::Login,
         EventKind::PasswordChanged,
         EventKind::PasswordReset,
@@ -49,6 +62,14 @@ impl EventKind {
         EventKind::UpstreamLinked,
         EventKind::UpstreamUnlinked,
         EventKind::AccountCreatedByUpstream,
+        EventKind::LoginFailed,
+        EventKind::LockedOut,
+        EventKind::Logout,
+        EventKind::ClientCreated,
+        EventKind::ClientDeleted,
+        EventKind::KeysRotated,
+        EventKind::UserCreated,
+        EventKind::UserDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +92,14 @@ impl EventKind {
             EventKind::UpstreamLinked => "upstream_linked",
             EventKind::UpstreamUnlinked => "upstream_unlinked",
             EventKind::AccountCreatedByUpstream => "account_created_by_upstream",
+            EventKind::LoginFailed => "login_failed",
+            EventKind::LockedOut => "locked_out",
+            EventKind::Logout => "logout",
+            EventKind::ClientCreated => "client_created",
+            EventKind::ClientDeleted => "client_deleted",
+            EventKind::KeysRotated => "keys_rotated",
+            EventKind::UserCreated => "user_created",
+            EventKind::UserDeleted => "user_deleted",
         }
     }
 
@@ -97,17 +126,27 @@ pub struct Event {
     pub at: i64,
 }
 
+/// Ids sort as the events happened (ops): the second, then this process's count, then a random
+/// part so instances never collide. Events of one second keep their order in `clef audit`.
+pub(crate) fn event_id(at: i64) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:012x}{:010x}{}", at.max(0), n & 0xff_ffff_ffff, crate::secret::random_token(6))
+}
+
 /// A user agent is the client's to choose: keep a bounded, printable prefix only.
 fn bounded(s: Option<&str>, max: usize) -> Option<String> {
     s.map(|s| s.chars().filter(|c| !c.is_control()).take(max).collect())
 }
 
-const INSERT: &str = "insert into security_events (event_id, user_id, kind, ip, user_agent, detail, at) \
-                      values ($1, $2, $3, $4, $5, $6, $7)";
+// The account's email at the time is kept with the event (ops, migration 0018), so the audit
+// log still names it once the account is deleted or its address changed.
+const INSERT: &str = "insert into security_events (event_id, user_id, kind, ip, user_agent, detail, at, email) \
+                      values ($1, $2, $3, $4, $5, $6, $7, (select email from users where user_id = $2))";
 
 impl Db {
     pub async fn event_record(&self, user_id: &str, kind: EventKind, e: &NewEvent<'_>, now: i64) -> Result<()> {
-        let (id, ua, detail) = (crate::secret::random_token(12), bounded(e.user_agent, 256), bounded(e.detail, 256));
+        let (id, ua, detail) = (event_id(now), bounded(e.user_agent, 256), bounded(e.detail, 256));
         on_db!(self, pool => sqlx::query(INSERT)
             .bind(&id).bind(user_id).bind(kind.as_str()).bind(e.ip).bind(&ua).bind(&detail).bind(now)
             .execute(pool).await?.rows_affected());
@@ -120,7 +159,7 @@ impl Db {
         type Row = (String, Option<String>, Option<String>, Option<String>, i64);
         let rows: Vec<Row> = on_db!(self, pool => sqlx::query_as(
             "select kind, ip, user_agent, detail, at from security_events where user_id = $1 \
-             order by at desc, event_id limit $2")
+             order by at desc, event_id desc limit $2")
             .bind(user_id).bind(limit).fetch_all(pool).await?);
         Ok(rows
             .into_iter()
@@ -140,7 +179,7 @@ impl Db {
 impl Tx {
     /// As [`Db::event_record`], inside a transaction: the event lands with the change it records.
     pub async fn event_record(&mut self, user_id: &str, kind: EventKind, e: &NewEvent<'_>, now: i64) -> Result<()> {
-        let (id, ua, detail) = (crate::secret::random_token(12), bounded(e.user_agent, 256), bounded(e.detail, 256));
+        let (id, ua, detail) = (event_id(now), bounded(e.user_agent, 256), bounded(e.detail, 256));
         on_tx!(self, conn => sqlx::query(INSERT)
             .bind(&id).bind(user_id).bind(kind.as_str()).bind(e.ip).bind(&ua).bind(&detail).bind(now)
             .execute(conn).await?.rows_affected());

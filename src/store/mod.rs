@@ -2,6 +2,8 @@
 
 mod attempts;
 mod backchannel; // bcl
+// ops
+mod audit;
 mod clients;
 mod codes;
 mod consents;
@@ -20,6 +22,8 @@ mod users;
 
 pub use attempts::AttemptRecord;
 pub use backchannel::PendingLogout; // bcl
+// ops
+pub use audit::{AuditEvent, AuditQuery, AuditRow, UserCounts, sqlite_file_integrity};
 pub use clients::{Client, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};

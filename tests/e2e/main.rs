@@ -22,6 +22,8 @@ mod login_chain;
 mod login_totp;
 // fed
 mod login_upstream;
+// ops
+mod ops;
 mod page_details;
 mod pages;
 mod proxy;

@@ -54,7 +54,7 @@ fn shared_keys() -> &'static Path {
     })
 }
 
-fn copy_keys(to: &Path) {
+pub fn copy_keys(to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(shared_keys()).unwrap() {
         let e = e.unwrap();

@@ -55,7 +55,12 @@ fn parse(raw: &[u8], to: Vec<String>) -> Mail {
 
 impl Mailbox {
     pub async fn start() -> Mailbox {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// On a chosen loopback address: a mail server that comes up after clef started.
+    pub async fn start_on(addr: &str) -> Mailbox {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let messages: Arc<Mutex<Vec<Mail>>> = Arc::default();
         let store = messages.clone();
