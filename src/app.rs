@@ -42,6 +42,9 @@ pub struct Inner {
     pub hmac_key: crate::secret_key::SecretKeys,
     /// The discovery document, serialised once.
     pub discovery_json: Arc<str>,
+    // dcr
+    /// Clients' `jwks_uri` and `sector_identifier_uri` documents, fetched and cached.
+    pub fetcher: Arc<crate::remote::Fetcher>,
 }
 
 #[derive(Clone)]
@@ -69,7 +72,9 @@ impl AppState {
         let secret = crate::secret_key::SecretKeys::load(&config)?;
         let discovery_json = crate::oauth::metadata::document(&config).to_string().into();
         let mailer = Arc::new(crate::mail::Mailer::new(&config).map_err(|e| StartError::Mail(e.to_string()))?);
+        let fetcher = Arc::new(crate::remote::Fetcher::new(&config.issuer));
         Ok(AppState(Arc::new(Inner {
+            fetcher,
             mailer,
             hasher: Hasher::new(config.max_concurrent_hashes),
             hmac_key: secret,

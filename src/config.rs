@@ -70,6 +70,9 @@ pub struct RawConfig {
     pub google_hosted_domain: Option<String>,
     /// `[[upstream]]` tables: OpenID Connect providers users may log in with.
     pub upstream: Option<Vec<RawUpstream>>,
+    // dcr
+    /// `off`, `open` or `token:SECRET` (RFC 7591 §3).
+    pub registration: Option<String>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -127,6 +130,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_GOOGLE_CLIENT_SECRET", "google_client_secret"),
     ("CLEF_GOOGLE_ISSUER", "google_issuer"),
     ("CLEF_GOOGLE_HOSTED_DOMAIN", "google_hosted_domain"),
+    // dcr
+    ("CLEF_REGISTRATION", "registration"),
 ];
 
 #[derive(Clone, Debug)]
@@ -173,6 +178,19 @@ pub struct Config {
     pub reauth_after: i64,
     /// OpenID Connect upstreams, Google first when configured; ids are unique.
     pub upstreams: Vec<Upstream>,
+    // dcr
+    pub registration: Registration,
+}
+
+/// Who may register clients at the registration endpoint (RFC 7591 §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// No endpoint; discovery advertises none.
+    Off,
+    /// Anyone may register (the OpenID Dynamic OP profile).
+    Open,
+    /// Only a caller presenting this initial access token (RFC 7591 §3, as a Bearer token).
+    Token(Secret),
 }
 
 /// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
@@ -283,6 +301,8 @@ impl RawConfig {
                 "CLEF_GOOGLE_CLIENT_SECRET" => self.google_client_secret = Some(v),
                 "CLEF_GOOGLE_ISSUER" => self.google_issuer = Some(v),
                 "CLEF_GOOGLE_HOSTED_DOMAIN" => self.google_hosted_domain = Some(v),
+                // dcr
+                "CLEF_REGISTRATION" => self.registration = Some(v),
                 _ => {}
             }
         }
@@ -390,6 +410,20 @@ impl RawConfig {
             return Err(bad("CLEF_TOTP_ISSUER", "must be 1 to 64 characters without a colon"));
         }
         let reauth_after = ttl("CLEF_REAUTH_AFTER", self.reauth_after, 300)?;
+        // dcr
+        let registration = match self.registration.as_deref().map(str::trim) {
+            None | Some("off") => Registration::Off,
+            Some("open") => Registration::Open,
+            Some(t) if t.starts_with("token:") => {
+                let token = &t["token:".len()..];
+                // A guessable initial access token is open registration in disguise.
+                if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(bad("CLEF_REGISTRATION", "the token after token: must be 16 or more characters, no spaces"));
+                }
+                Registration::Token(Secret::new(token))
+            }
+            Some(_) => return Err(bad("CLEF_REGISTRATION", "must be off, open or token:SECRET")),
+        };
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -428,6 +462,7 @@ impl RawConfig {
             totp_issuer,
             reauth_after,
             upstreams,
+            registration,
         })
     }
 }

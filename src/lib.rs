@@ -40,3 +40,6 @@ pub mod secret_key;
 pub mod store;
 /// OpenID Connect client for upstream providers (Google and others).
 pub mod upstream;
+// dcr
+/// Documents fetched from clients: `jwks_uri`, `sector_identifier_uri`.
+pub mod remote;

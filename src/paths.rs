@@ -52,3 +52,7 @@ pub const REAUTH_PASSWORD: &str = "/account/reauth/password";
 pub const REAUTH_TOTP: &str = "/account/reauth/totp";
 pub const REAUTH_BACKUP_CODE: &str = "/account/reauth/backup-code";
 pub const REAUTH_CODE: &str = "/account/reauth/code";
+// dcr
+/// RFC 7591 §3; a client's configuration endpoint (RFC 7592 §2) is `/register/{client_id}`.
+pub const REGISTER: &str = "/register";
+pub const REGISTER_CLIENT: &str = "/register/{client_id}";

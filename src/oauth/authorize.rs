@@ -319,7 +319,8 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
         return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
     }
     let max_age = match params.get("max_age") {
-        None => None,
+        // OIDC Registration §2: the client's default_max_age stands in for a missing max_age.
+        None => client.meta.default_max_age,
         Some(v) => Some(
             v.parse::<i64>()
                 .ok()
@@ -508,6 +509,11 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            meta: Default::default(),
+            registration_token_hash: None,
+            secret_sealed: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     InsufficientUserAuthentication,
     ServerError,
     TemporarilyUnavailable,
+    /// RFC 7591 §3.2.2.
+    InvalidRedirectUri,
+    InvalidClientMetadata,
 }
 
 impl ErrorCode {
@@ -50,6 +53,8 @@ impl ErrorCode {
             ErrorCode::InsufficientUserAuthentication => "insufficient_user_authentication",
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
         }
     }
 }

@@ -11,5 +11,9 @@ pub mod pkce;
 pub mod redirect_uri;
 pub mod scope;
 pub mod token;
+// dcr
+pub mod jose;
+pub mod pairwise;
+pub mod registration;
 
 pub use error::{ErrorCode, OAuthError};

@@ -51,6 +51,9 @@ pub struct Ctx<'a> {
     pub db: &'a Db,
     pub keys: &'a KeySet,
     pub config: &'a Config,
+    // dcr
+    /// The server secret, for pairwise subjects (OIDC Core §8.1).
+    pub hmac_key: &'a crate::secret_key::SecretKeys,
 }
 
 /// The facts a grant carries from the original login into every token it yields.
@@ -61,6 +64,8 @@ struct Grant {
     auth_time: i64,
     amr: Vec<String>,
     acr: String,
+    /// The `sub` the client knows the user by (pairwise or the local id).
+    sub: String,
 }
 
 pub async fn exchange(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
@@ -119,6 +124,7 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         auth_time: issued.auth_time,
         amr: issued.amr,
         acr: issued.acr,
+        sub: super::pairwise::subject(ctx.db, ctx.hmac_key, client, &user.user_id).await?,
     };
     // Signing comes before the transaction, so no slow work holds its locks.
     let minted = mint(ctx, client, &user, &grant, now, true)?;
@@ -196,6 +202,7 @@ async fn refresh_token(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64
         auth_time: row.auth_time,
         amr: row.amr,
         acr: row.acr,
+        sub: super::pairwise::subject(ctx.db, ctx.hmac_key, client, &user.user_id).await?,
     };
     let minted = mint(ctx, client, &user, &grant, now, true)?;
     let mut tx = ctx.db.begin().await?;
@@ -240,7 +247,7 @@ fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_
     let jti = random_token(16);
     let at_claims = AccessTokenClaims {
         iss: cfg.issuer.clone(),
-        sub: user.user_id.clone(),
+        sub: g.sub.clone(),
         aud: cfg.issuer.clone(),
         exp: now + cfg.access_token_ttl,
         iat: now,
@@ -265,7 +272,7 @@ fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_
 
     let id_claims = IdTokenClaims {
         iss: cfg.issuer.clone(),
-        sub: user.user_id.clone(),
+        sub: g.sub.clone(),
         aud: client.client_id.clone(),
         exp: now + cfg.id_token_ttl,
         iat: now,
@@ -348,6 +355,11 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            meta: Default::default(),
+            registration_token_hash: None,
+            secret_sealed: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 

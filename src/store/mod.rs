@@ -16,7 +16,7 @@ mod tx;
 mod users;
 
 pub use attempts::AttemptRecord;
-pub use clients::{Client, NewClient};
+pub use clients::{Client, ClientMeta, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
 pub use limits::LimitRow;
@@ -245,7 +245,7 @@ impl Db {
 
     /// Deletes rows whose lifetime is over. Returns how many rows went.
     pub async fn cleanup(&self, now: i64) -> Result<u64> {
-        const STATEMENTS: [&str; 8] = [
+        const STATEMENTS: [&str; 9] = [
             // Expired codes, and spent ones whose minute of replay protection is over.
             "delete from otp_codes where expires_at < $1 or (used = 1 and created_at < $1 - 60)",
             "delete from auth_codes where expires_at < $1",
@@ -256,6 +256,8 @@ impl Db {
             // Every token of a grant has expired by its expires_at.
             "delete from grants where expires_at < $1",
             "delete from login_attempts where expires_at < $1",
+            // dcr: a jti only needs remembering while its assertion could still be accepted.
+            "delete from client_assertion_jtis where expires_at < $1",
         ];
         let mut n = 0;
         for sql in STATEMENTS {
