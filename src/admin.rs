@@ -89,7 +89,9 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
             )));
         }
         if (m == "none") != spec.public {
-            return Err(AdminError::Invalid("--public goes with --auth-method none, and only with it".into()));
+            return Err(AdminError::Invalid(
+                "--public goes with --auth-method none, and only with it".into(),
+            ));
         }
         if m == "client_secret_jwt" {
             return Err(AdminError::Invalid(

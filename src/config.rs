@@ -418,7 +418,10 @@ impl RawConfig {
                 let token = &t["token:".len()..];
                 // A guessable initial access token is open registration in disguise.
                 if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    return Err(bad("CLEF_REGISTRATION", "the token after token: must be 16 or more characters, no spaces"));
+                    return Err(bad(
+                        "CLEF_REGISTRATION",
+                        "the token after token: must be 16 or more characters, no spaces",
+                    ));
                 }
                 Registration::Token(Secret::new(token))
             }

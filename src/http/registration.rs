@@ -20,7 +20,10 @@ use crate::store::{Client, NewClient};
 
 fn bad_token() -> Response {
     challenge(
-        Some(&OAuthError::new(ErrorCode::InvalidToken, "the access token is missing, invalid or revoked")),
+        Some(&OAuthError::new(
+            ErrorCode::InvalidToken,
+            "the access token is missing, invalid or revoked",
+        )),
         &[],
     )
 }
@@ -41,7 +44,10 @@ async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, Response> {
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        json_error_with_status(&OAuthError::invalid_request("request body too large"), StatusCode::PAYLOAD_TOO_LARGE)
+        json_error_with_status(
+            &OAuthError::invalid_request("request body too large"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
     })?;
     if !is_json {
         return Err(json_error(&OAuthError::invalid_request("the body must be application/json")));
@@ -202,7 +208,10 @@ pub async fn update(State(app): State<AppState>, Path(client_id): Path<String>, 
         return json_error(&OAuthError::invalid_request("client_id must be included and match this client"));
     }
     if let Some(s) = doc.get("client_secret") {
-        let matches = s.as_str().zip(current.secret_hash.as_deref()).is_some_and(|(s, h)| ct_eq(&sha256_b64(s), h));
+        let matches = s
+            .as_str()
+            .zip(current.secret_hash.as_deref())
+            .is_some_and(|(s, h)| ct_eq(&sha256_b64(s), h));
         if !matches {
             return json_error(&OAuthError::invalid_request("client_secret does not match the current secret"));
         }

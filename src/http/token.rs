@@ -120,7 +120,11 @@ async fn check_assertion(app: &AppState, client: &Client, assertion: &str) -> Re
     } else {
         return Err(OAuthError::invalid_client("client authentication failed"));
     };
-    if !app.db.client_assertion_jti_use(&client.client_id, &verified.jti, verified.exp).await? {
+    if !app
+        .db
+        .client_assertion_jti_use(&client.client_id, &verified.jti, verified.exp)
+        .await?
+    {
         return Err(OAuthError::invalid_client("client_assertion was already used (jti replay)"));
     }
     Ok(())
@@ -185,7 +189,17 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: B
     let Some(token) = params.get("token") else {
         return json_error(&OAuthError::invalid_request("token is required"));
     };
-    match crate::oauth::introspect::introspect(&app.db, &app.keys.get(), &app.hmac_key, &app.config.issuer, &client, token, app.clock.now()).await {
+    match crate::oauth::introspect::introspect(
+        &app.db,
+        &app.keys.get(),
+        &app.hmac_key,
+        &app.config.issuer,
+        &client,
+        token,
+        app.clock.now(),
+    )
+    .await
+    {
         Ok(v) => no_store_json(&v),
         Err(e) => json_error(&e),
     }

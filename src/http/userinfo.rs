@@ -77,7 +77,10 @@ async fn answer(app: &AppState, token: Option<String>) -> Response {
         Ok(Some(c)) => c,
         Ok(None) => {
             return challenge(
-                Some(&OAuthError::new(ErrorCode::InvalidToken, "the access token's client no longer exists")),
+                Some(&OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "the access token's client no longer exists",
+                )),
                 &[],
             );
         }

@@ -13,11 +13,22 @@ use crate::store::Client;
 /// The credentials a request carried, before we know whether they are right.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented {
-    Basic { client_id: String, secret: String },
-    Post { client_id: String, secret: String },
-    None { client_id: String },
+    Basic {
+        client_id: String,
+        secret: String,
+    },
+    Post {
+        client_id: String,
+        secret: String,
+    },
+    None {
+        client_id: String,
+    },
     /// RFC 7523 §2.2: `client_assertion`, a JWT signed with the client's key or secret.
-    Jwt { client_id: String, assertion: String },
+    Jwt {
+        client_id: String,
+        assertion: String,
+    },
 }
 
 impl Presented {
@@ -149,7 +160,9 @@ pub fn verify_assertion(
     let jws = super::jose::decode(assertion).map_err(|_| AssertionError::Invalid("client_assertion is malformed"))?;
     let signed_alg = client.meta.token_endpoint_auth_signing_alg.as_deref();
     if signed_alg.is_some_and(|a| a != jws.alg) {
-        return Err(AssertionError::Invalid("client_assertion uses another alg than the client registered"));
+        return Err(AssertionError::Invalid(
+            "client_assertion uses another alg than the client registered",
+        ));
     }
     let checked = match key {
         AssertionKey::Keys(keys) => jws.verify_with_keys(keys, CLIENT_KEY_ALGS),
@@ -173,7 +186,9 @@ pub fn verify_assertion(
         _ => false,
     };
     if !aud_ok {
-        return Err(AssertionError::Invalid("client_assertion aud must name the token endpoint or the issuer"));
+        return Err(AssertionError::Invalid(
+            "client_assertion aud must name the token endpoint or the issuer",
+        ));
     }
     let exp = int("exp").ok_or(AssertionError::Invalid("client_assertion exp is required"))?;
     if exp <= now {
@@ -183,7 +198,9 @@ pub fn verify_assertion(
         return Err(AssertionError::Invalid("client_assertion exp is too far in the future"));
     }
     if let Some(iat) = c.get("iat") {
-        let iat = iat.as_i64().ok_or(AssertionError::Invalid("client_assertion iat is not a number"))?;
+        let iat = iat
+            .as_i64()
+            .ok_or(AssertionError::Invalid("client_assertion iat is not a number"))?;
         if iat > now + SKEW || iat < now - MAX_ASSERTION_LIFETIME - SKEW {
             return Err(AssertionError::Invalid("client_assertion iat is not recent"));
         }

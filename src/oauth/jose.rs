@@ -26,7 +26,10 @@ pub struct PublicJwk {
 
 #[derive(Clone, Debug)]
 enum Material {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// Uncompressed SEC1 point 0x04 ‖ x ‖ y on P-256.
     P256(Vec<u8>),
 }
@@ -233,7 +236,11 @@ mod tests {
     }
 
     fn sign(kp: &EcdsaKeyPair, header: &Value, claims: &Value) -> String {
-        let input = format!("{}.{}", b64url(header.to_string().as_bytes()), b64url(claims.to_string().as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
         let sig = kp.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
         format!("{input}.{}", b64url(sig.as_ref()))
     }
@@ -246,14 +253,23 @@ mod tests {
         let t = sign(&kp, &serde_json::json!({"alg": "ES256", "kid": "k1"}), &claims);
         decode(&t).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS).unwrap();
         let other = sign(&kp, &serde_json::json!({"alg": "ES256", "kid": "k2"}), &claims);
-        assert_eq!(decode(&other).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS), Err(JwsError::UnknownKey));
+        assert_eq!(
+            decode(&other).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS),
+            Err(JwsError::UnknownKey)
+        );
         let none = format!("{}.{}.", b64url(br#"{"alg":"none"}"#), b64url(claims.to_string().as_bytes()));
-        assert_eq!(decode(&none).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS), Err(JwsError::Algorithm));
+        assert_eq!(
+            decode(&none).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS),
+            Err(JwsError::Algorithm)
+        );
         let (other_kp, _) = es256_key();
         let forged = sign(&other_kp, &serde_json::json!({"alg": "ES256", "kid": "k1"}), &claims);
-        assert_eq!(decode(&forged).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS), Err(JwsError::BadSignature));
-        // An HS256 token "signed" with the public key must not pass as a key-signed one.
-        assert_eq!(decode(&t).unwrap().verify_with_secret(b"x"), Err(JwsError::BadSignature));
+        assert_eq!(
+            decode(&forged).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS),
+            Err(JwsError::BadSignature)
+        );
+        // A key-signed token is never checked as an HMAC one (RFC 8725 §2.1 algorithm confusion).
+        assert_eq!(decode(&t).unwrap().verify_with_secret(b"x"), Err(JwsError::Algorithm));
     }
 
     #[test]

@@ -10,7 +10,13 @@ use super::{OAuthError, redirect_uri};
 use crate::store::{Client, ClientMeta};
 
 /// The methods clef implements at the token, revocation and introspection endpoints.
-pub const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"];
+pub const AUTH_METHODS: &[&str] = &[
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "none",
+];
 /// The algorithms clef verifies in a client assertion (discovery's
 /// `token_endpoint_auth_signing_alg_values_supported`).
 pub const AUTH_SIGNING_ALGS: &[&str] = &["RS256", "PS256", "ES256", "HS256"];
@@ -119,7 +125,7 @@ pub fn validate(doc: &Value, check_fetchable: &dyn Fn(&str) -> bool) -> Result<V
     }
     // RFC 7591 §2.1: response type code goes with the authorization_code grant.
     let has_code = grant_types.iter().any(|g| g == "authorization_code");
-    if !response_types.is_empty() != has_code {
+    if response_types.is_empty() == has_code {
         return Err(meta_err("response_types code and grant_types authorization_code go together"));
     }
 
@@ -219,7 +225,8 @@ pub fn validate(doc: &Value, check_fetchable: &dyn Fn(&str) -> bool) -> Result<V
     };
     let client_scope = opt_str(doc, "scope")?.map(str::to_owned);
     if let Some(s) = &client_scope
-        && s.split(' ').any(|t| t.is_empty() || !t.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\'))
+        && s.split(' ')
+            .any(|t| t.is_empty() || !t.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\'))
     {
         return Err(meta_err("scope must be space-separated scope tokens"));
     }
@@ -232,9 +239,8 @@ pub fn validate(doc: &Value, check_fetchable: &dyn Fn(&str) -> bool) -> Result<V
     let backchannel_logout_uri = opt_str(doc, "backchannel_logout_uri")?.map(str::to_owned);
     if let Some(u) = &backchannel_logout_uri {
         // OIDC Back-Channel Logout §2.2: absolute, no fragment; https unless on loopback.
-        let ok = Url::parse(u).is_ok_and(|p| {
-            p.fragment().is_none() && (p.scheme() == "https" || (p.scheme() == "http" && crate::remote::is_loopback(&p)))
-        });
+        let ok = Url::parse(u)
+            .is_ok_and(|p| p.fragment().is_none() && (p.scheme() == "https" || (p.scheme() == "http" && crate::remote::is_loopback(&p))));
         if !ok {
             return Err(meta_err("backchannel_logout_uri must be an absolute https URL without a fragment"));
         }
@@ -373,22 +379,78 @@ mod tests {
     fn refusals() {
         for (doc, code, why) in [
             (json!({}), ErrorCode::InvalidRedirectUri, "redirect_uris is required"),
-            (json!({"redirect_uris": ["https://a/cb#f"]}), ErrorCode::InvalidRedirectUri, "fragment"),
-            (json!({"redirect_uris": ["http://rp.example/cb"]}), ErrorCode::InvalidRedirectUri, "plain http"),
+            (
+                json!({"redirect_uris": ["https://a/cb#f"]}),
+                ErrorCode::InvalidRedirectUri,
+                "fragment",
+            ),
+            (
+                json!({"redirect_uris": ["http://rp.example/cb"]}),
+                ErrorCode::InvalidRedirectUri,
+                "plain http",
+            ),
             (json!({"redirect_uris": ["/cb"]}), ErrorCode::InvalidRedirectUri, "absolute"),
             (json!({"redirect_uris": "https://a/cb"}), ErrorCode::InvalidClientMetadata, "array"),
-            (json!({"redirect_uris": ["https://a/cb"], "response_types": ["id_token"]}), ErrorCode::InvalidClientMetadata, "only code"),
-            (json!({"redirect_uris": ["https://a/cb"], "grant_types": ["implicit"]}), ErrorCode::InvalidClientMetadata, "not supported"),
-            (json!({"redirect_uris": ["https://a/cb"], "grant_types": ["refresh_token"]}), ErrorCode::InvalidClientMetadata, "together"),
-            (json!({"redirect_uris": ["https://a/cb"], "id_token_signed_response_alg": "none"}), ErrorCode::InvalidClientMetadata, "RS256 or ES256"),
-            (json!({"redirect_uris": ["https://a/cb"], "userinfo_signed_response_alg": "HS256"}), ErrorCode::InvalidClientMetadata, "RS256 or ES256"),
-            (json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"}), ErrorCode::InvalidClientMetadata, "needs jwks"),
-            (json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "tls_client_auth"}), ErrorCode::InvalidClientMetadata, "not supported"),
-            (json!({"redirect_uris": ["https://a/cb"], "jwks_uri": "http://a/jwks"}), ErrorCode::InvalidClientMetadata, "https"),
-            (json!({"redirect_uris": ["https://a/cb"], "subject_type": "x"}), ErrorCode::InvalidClientMetadata, "pairwise"),
-            (json!({"redirect_uris": ["https://a/cb"], "default_max_age": -1}), ErrorCode::InvalidClientMetadata, "non-negative"),
-            (json!({"redirect_uris": ["https://a/cb"], "logo_uri": "javascript:alert(1)"}), ErrorCode::InvalidClientMetadata, "http or https"),
-            (json!({"redirect_uris": ["https://a/cb"], "backchannel_logout_uri": "https://a/x#y"}), ErrorCode::InvalidClientMetadata, "fragment"),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "response_types": ["id_token"]}),
+                ErrorCode::InvalidClientMetadata,
+                "only code",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "grant_types": ["implicit"]}),
+                ErrorCode::InvalidClientMetadata,
+                "not supported",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "grant_types": ["refresh_token"]}),
+                ErrorCode::InvalidClientMetadata,
+                "together",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "id_token_signed_response_alg": "none"}),
+                ErrorCode::InvalidClientMetadata,
+                "RS256 or ES256",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "userinfo_signed_response_alg": "HS256"}),
+                ErrorCode::InvalidClientMetadata,
+                "RS256 or ES256",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
+                ErrorCode::InvalidClientMetadata,
+                "needs jwks",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "tls_client_auth"}),
+                ErrorCode::InvalidClientMetadata,
+                "not supported",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "jwks_uri": "http://a/jwks"}),
+                ErrorCode::InvalidClientMetadata,
+                "https",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "subject_type": "x"}),
+                ErrorCode::InvalidClientMetadata,
+                "pairwise",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "default_max_age": -1}),
+                ErrorCode::InvalidClientMetadata,
+                "non-negative",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "logo_uri": "javascript:alert(1)"}),
+                ErrorCode::InvalidClientMetadata,
+                "http or https",
+            ),
+            (
+                json!({"redirect_uris": ["https://a/cb"], "backchannel_logout_uri": "https://a/x#y"}),
+                ErrorCode::InvalidClientMetadata,
+                "fragment",
+            ),
             (json!(["x"]), ErrorCode::InvalidClientMetadata, "object"),
         ] {
             let e = run(doc.clone()).unwrap_err();
@@ -403,10 +465,15 @@ mod tests {
         assert_eq!(sector(&one, None).unwrap(), "a.example");
         let two = run(json!({"redirect_uris": ["https://a.example/1", "https://b.example/2"], "subject_type": "pairwise"})).unwrap();
         assert!(sector(&two, None).is_err());
-        let with = run(json!({"redirect_uris": ["https://a.example/1", "https://b.example/2"], "subject_type": "pairwise",
-            "sector_identifier_uri": "https://s.example/list"}))
+        let with = run(
+            json!({"redirect_uris": ["https://a.example/1", "https://b.example/2"], "subject_type": "pairwise",
+            "sector_identifier_uri": "https://s.example/list"}),
+        )
         .unwrap();
-        assert_eq!(sector(&with, Some(&json!(["https://a.example/1", "https://b.example/2"]))).unwrap(), "s.example");
+        assert_eq!(
+            sector(&with, Some(&json!(["https://a.example/1", "https://b.example/2"]))).unwrap(),
+            "s.example"
+        );
         assert!(sector(&with, Some(&json!(["https://a.example/1"]))).is_err());
     }
 }

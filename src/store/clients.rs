@@ -77,7 +77,6 @@ impl ClientMeta {
     pub fn is_pairwise(&self) -> bool {
         self.subject_type.as_deref() == Some("pairwise")
     }
-
 }
 
 impl Client {

@@ -19,7 +19,13 @@ async fn discovery_is_complete_and_consistent(h: &TestServer) {
         assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"])
+            serde_json::json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "client_secret_jwt",
+                "private_key_jwt",
+                "none"
+            ])
         );
         assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256"]));
         // dcr: registration is off by default, so no endpoint is advertised.
