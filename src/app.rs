@@ -228,6 +228,32 @@ async fn housekeeping(state: AppState) {
 /// TOTP secrets sealed by an older server secret key are sealed again under the current one,
 /// so the next rotation, which drops that key, loses none (crate::secret_box).
 async fn reseal_totp_secrets(state: &AppState) {
+    // dcr: client_secret_jwt secrets are sealed the same way.
+    match reseal_client_secrets(state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(secrets = n, "client secrets sealed again under the current server secret key"),
+        Err(e) => tracing::warn!(error = %e, "sealing client secrets again failed; retried after the next key change"),
+    }
+    reseal_totp_only(state).await;
+}
+
+async fn reseal_client_secrets(state: &AppState) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for (client_id, sealed) in state.db.client_sealed_all().await? {
+        if crate::secret_box::is_current(&state.hmac_key, &sealed) {
+            continue;
+        }
+        let fresh = crate::secret_box::open(&state.hmac_key, client_id.as_bytes(), &sealed)
+            .and_then(|plain| crate::secret_box::seal(&state.hmac_key, client_id.as_bytes(), &plain));
+        match fresh {
+            Ok(fresh) => n += u64::from(state.db.client_reseal(&client_id, &sealed, &fresh).await?),
+            Err(_) => tracing::error!(client_id = %client_id, "a client secret opens under no server secret key"),
+        }
+    }
+    Ok(n)
+}
+
+async fn reseal_totp_only(state: &AppState) {
     match crate::auth::totp::reseal_all(&state.db, &state.hmac_key).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(secrets = n, "TOTP secrets sealed again under the current server secret key"),

@@ -299,6 +299,10 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
     if !client.skip_consent {
         scope.retain(|s| !scope::FIRST_PARTY_ONLY.contains(&s.as_str()));
     }
+    // dcr: RFC 7591 §2 `scope` lists what the client may ask for; `openid` always stays.
+    if let Some(allowed) = &client.meta.scope {
+        scope.retain(|s| s == "openid" || scope::has(allowed, s));
+    }
     let code_challenge = pkce::check_challenge(params.get("code_challenge"), params.get("code_challenge_method"), client.is_public)?;
 
     let mut prompt_none = false;

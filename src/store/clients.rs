@@ -327,6 +327,21 @@ impl Db {
         Ok(sub)
     }
 
+    /// Every sealed client secret (client_secret_jwt), for sealing again after a key rotation.
+    pub async fn client_sealed_all(&self) -> Result<Vec<(String, String)>> {
+        Ok(on_db!(self, pool => sqlx::query_as(
+            "select client_id, secret_sealed from clients where secret_sealed is not null")
+            .fetch_all(pool).await?))
+    }
+
+    /// Replaces a sealed secret if it is still `old` (a concurrent reseal wrote first otherwise).
+    pub async fn client_reseal(&self, client_id: &str, old: &str, new: &str) -> Result<bool> {
+        let n = on_db!(self, pool => sqlx::query(
+            "update clients set secret_sealed = $3 where client_id = $1 and secret_sealed = $2")
+            .bind(client_id).bind(old).bind(new).execute(pool).await?.rows_affected());
+        Ok(n == 1)
+    }
+
     /// The local user a pairwise `sub` of this sector stands for.
     pub async fn pairwise_user(&self, sector: &str, sub: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = on_db!(self, pool =>

@@ -670,6 +670,85 @@ async fn default_max_age_forces_a_new_login(h: &TestServer) {
     page.assert_redirect_to("http://127.0.0.1/age/cb");
 }
 
+/// `clef clients create --auth-method private_key_jwt` with `--jwks-file` or `--jwks-uri`.
+async fn operator_created_private_key_jwt_clients(h: &TestServer) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_clef"))
+            .args(args)
+            .current_dir(h.dir())
+            .env("CLEF_DATABASE_URL", &h.state.config.database_url)
+            .env("CLEF_KEYS_DIR", &h.state.config.keys_dir)
+            .env("CLEF_LOG", "warn,sqlx::query=error")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file_key = es256_key("file");
+    let jwks_file = h.dir().join("client-jwks.json");
+    std::fs::write(&jwks_file, json!({"keys": [file_key.jwk]}).to_string()).unwrap();
+    let base = [
+        "clients",
+        "create",
+        "--name",
+        "svc",
+        "--redirect-uri",
+        "http://127.0.0.1/jwt/cb",
+        "--json",
+    ];
+    let (ok, out, err) = run(&[
+        &base[..],
+        &["--auth-method", "private_key_jwt", "--jwks-file", jwks_file.to_str().unwrap()],
+    ]
+    .concat());
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(created.get("client_secret").is_none(), "a key-authenticated client gets no secret");
+    let id = created["client_id"].as_str().unwrap();
+    let (status, body) = token_with_assertion(h, &file_key.sign(&assertion_claims(h, id, &h.url("/token")))).await;
+    assert_eq!(status, 400, "{body}");
+
+    let uri_key = es256_key("uri");
+    let jwks_uri = serve_json(Arc::new(Mutex::new(json!({"keys": [uri_key.jwk]})))).await;
+    let (ok, out, err) = run(&[&base[..], &["--auth-method", "private_key_jwt", "--jwks-uri", &jwks_uri]].concat());
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(out.trim()).unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = token_with_assertion(h, &uri_key.sign(&assertion_claims(h, &id, &h.url("/token")))).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = token_with_assertion(h, &file_key.sign(&assertion_claims(h, &id, &h.url("/token")))).await;
+    assert_eq!(status, 401);
+
+    for bad in [
+        vec!["--auth-method", "private_key_jwt"],
+        vec!["--auth-method", "tls_client_auth"],
+        vec!["--auth-method", "private_key_jwt", "--jwks-uri", "http://keys.example/jwks"],
+        vec!["--auth-method", "none"],
+    ] {
+        let (ok, _, err) = run(&[&base[..], &bad[..]].concat());
+        assert!(!ok && !err.is_empty(), "{bad:?}");
+    }
+}
+
+/// A registered `scope` bounds what the client may ask for (RFC 7591 §2).
+async fn registered_scope_limits_requests(h: &TestServer) {
+    h.user("ana@example.test", PW).await;
+    let reg = register_ok(h, json!({"redirect_uris": ["http://127.0.0.1/sc/cb"], "scope": "openid email"})).await;
+    assert_eq!(reg["scope"], "openid email");
+    let rp = Rp::discover(&h.issuer, &created(&reg), "http://127.0.0.1/sc/cb").await;
+    let start = rp.start(&["email", "profile"]);
+    let back = h.browser().authorize(&start.url, "ana@example.test", PW).await;
+    let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
+    use openidconnect::OAuth2TokenResponse;
+    let granted: Vec<String> = tokens.scopes().unwrap().iter().map(|s| s.to_string()).collect();
+    assert_eq!(granted, ["openid", "email"]);
+}
+
 async fn registration_is_off_by_default(h: &TestServer) {
     let doc: Value = serde_json::from_str(&h.browser().get("/.well-known/openid-configuration").await.body).unwrap();
     assert!(doc.get("registration_endpoint").is_none());
@@ -689,4 +768,6 @@ registration_e2e! {
     userinfo_as_a_signed_jwt: "open",
     default_max_age_forces_a_new_login: "open",
     registration_is_off_by_default: "off",
+    operator_created_private_key_jwt_clients: "off",
+    registered_scope_limits_requests: "open",
 }
