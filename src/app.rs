@@ -229,7 +229,7 @@ async fn housekeeping(state: AppState) {
 /// so the next rotation, which drops that key, loses none (crate::secret_box).
 async fn reseal_totp_secrets(state: &AppState) {
     // dcr: client_secret_jwt secrets are sealed the same way.
-    match reseal_client_secrets(state).await {
+    match reseal_client_secrets(&state.db, &state.hmac_key).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(secrets = n, "client secrets sealed again under the current server secret key"),
         Err(e) => tracing::warn!(error = %e, "sealing client secrets again failed; retried after the next key change"),
@@ -237,16 +237,18 @@ async fn reseal_totp_secrets(state: &AppState) {
     reseal_totp_only(state).await;
 }
 
-async fn reseal_client_secrets(state: &AppState) -> Result<u64, StoreError> {
+/// Seals client_secret_jwt secrets sealed by an older server secret key again under the
+/// current one; returns how many.
+pub async fn reseal_client_secrets(db: &Db, keys: &crate::secret_key::SecretKeys) -> Result<u64, StoreError> {
     let mut n = 0;
-    for (client_id, sealed) in state.db.client_sealed_all().await? {
-        if crate::secret_box::is_current(&state.hmac_key, &sealed) {
+    for (client_id, sealed) in db.client_sealed_all().await? {
+        if crate::secret_box::is_current(keys, &sealed) {
             continue;
         }
-        let fresh = crate::secret_box::open(&state.hmac_key, client_id.as_bytes(), &sealed)
-            .and_then(|plain| crate::secret_box::seal(&state.hmac_key, client_id.as_bytes(), &plain));
+        let fresh = crate::secret_box::open(keys, client_id.as_bytes(), &sealed)
+            .and_then(|plain| crate::secret_box::seal(keys, client_id.as_bytes(), &plain));
         match fresh {
-            Ok(fresh) => n += u64::from(state.db.client_reseal(&client_id, &sealed, &fresh).await?),
+            Ok(fresh) => n += u64::from(db.client_reseal(&client_id, &sealed, &fresh).await?),
             Err(_) => tracing::error!(client_id = %client_id, "a client secret opens under no server secret key"),
         }
     }

@@ -273,6 +273,33 @@ mod tests {
     }
 
     #[test]
+    fn rs256_and_ps256() {
+        use aws_lc_rs::rsa::KeySize;
+        use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RSA_PSS_SHA256, RsaKeyPair};
+        let kp = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
+        let public = kp.public_key();
+        let jwk = serde_json::json!({"kty": "RSA", "kid": "r",
+            "n": b64url(public.modulus().big_endian_without_leading_zero()),
+            "e": b64url(public.exponent().big_endian_without_leading_zero())});
+        let keys = parse_jwks(&serde_json::json!({ "keys": [jwk] })).unwrap();
+        for (alg, padding) in [
+            ("RS256", &RSA_PKCS1_SHA256 as &dyn aws_lc_rs::signature::RsaEncoding),
+            ("PS256", &RSA_PSS_SHA256),
+        ] {
+            let input = format!(
+                "{}.{}",
+                b64url(format!(r#"{{"alg":"{alg}","kid":"r"}}"#).as_bytes()),
+                b64url(br#"{"iss":"c"}"#)
+            );
+            let mut sig = vec![0u8; kp.public_modulus_len()];
+            kp.sign(padding, &SystemRandom::new(), input.as_bytes(), &mut sig).unwrap();
+            let t = format!("{input}.{}", b64url(&sig));
+            decode(&t).unwrap().verify_with_keys(&keys, CLIENT_KEY_ALGS).unwrap();
+            assert_eq!(decode(&t).unwrap().verify_with_keys(&keys, &["ES256"]), Err(JwsError::Algorithm));
+        }
+    }
+
+    #[test]
     fn hs256_round_trip() {
         let input = format!("{}.{}", b64url(br#"{"alg":"HS256"}"#), b64url(br#"{"iss":"c"}"#));
         let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, b"secret"), input.as_bytes());

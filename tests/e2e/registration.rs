@@ -537,6 +537,20 @@ async fn client_secret_jwt_uses_the_secret(h: &TestServer) {
     let client = h.state.db.client_get(id).await.unwrap().unwrap();
     let sealed = client.secret_sealed.unwrap();
     assert!(sealed.starts_with("v1.") && !sealed.contains(secret));
+
+    // `clef keys rotate-secret` twice: sealed again after the first, so the second (which
+    // drops the first key) loses nothing.
+    let (db, keys, dir) = (&h.state.db, &h.state.hmac_key, h.state.config.keys_dir.clone());
+    clef::secret_key::SecretKeys::rotate(&dir).unwrap();
+    assert!(keys.reload().unwrap());
+    // The housekeeping task does the same on its next tick; whichever runs first wins.
+    clef::app::reseal_client_secrets(db, keys).await.unwrap();
+    let resealed = db.client_get(id).await.unwrap().unwrap().secret_sealed.unwrap();
+    assert_ne!(resealed, sealed);
+    clef::secret_key::SecretKeys::rotate(&dir).unwrap();
+    assert!(keys.reload().unwrap());
+    let (status, body) = token_with_assertion(h, &hs256(secret, &assertion_claims(h, id, &token_url))).await;
+    assert_eq!(status, 400, "{body}");
 }
 
 async fn pairwise_subjects_differ_across_sectors(h: &TestServer) {
