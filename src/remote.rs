@@ -65,7 +65,16 @@ impl Fetcher {
     pub fn check_fetchable(&self, uri: &str) -> Result<Url, FetchError> {
         let url = Url::parse(uri).map_err(|_| FetchError::NotHttps(uri.to_owned()))?;
         let ok = url.scheme() == "https" || (url.scheme() == "http" && self.allow_loopback && is_loopback(&url));
-        if !ok || url.fragment().is_some() {
+        // An address literal inside the network clef runs in is refused outright (SSRF); a
+        // name that resolves there is not caught here.
+        let internal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified(),
+            Some(url::Host::Ipv6(ip)) => {
+                ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00 || (ip.segments()[0] & 0xffc0) == 0xfe80
+            }
+            _ => false,
+        };
+        if !ok || url.fragment().is_some() || (internal && !(self.allow_loopback && is_loopback(&url))) {
             return Err(FetchError::NotHttps(uri.to_owned()));
         }
         Ok(url)
@@ -130,4 +139,32 @@ impl Fetcher {
 
 pub fn is_loopback(url: &Url) -> bool {
     matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_may_be_fetched() {
+        let public = Fetcher::new("https://id.example");
+        assert!(public.check_fetchable("https://rp.example/jwks").is_ok());
+        for bad in [
+            "http://rp.example/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "https://127.0.0.1/jwks",
+            "https://10.1.2.3/jwks",
+            "https://192.168.0.1/jwks",
+            "https://169.254.169.254/latest",
+            "https://[::1]/jwks",
+            "https://[fd00::1]/jwks",
+            "https://rp.example/jwks#x",
+            "ftp://rp.example/jwks",
+        ] {
+            assert!(public.check_fetchable(bad).is_err(), "{bad}");
+        }
+        let dev = Fetcher::new("http://127.0.0.1:8080");
+        assert!(dev.check_fetchable("http://127.0.0.1:9000/jwks").is_ok());
+        assert!(dev.check_fetchable("http://10.0.0.1/jwks").is_err());
+    }
 }

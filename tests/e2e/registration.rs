@@ -168,6 +168,16 @@ async fn open_registration_and_a_full_code_flow(h: &TestServer) {
     h.user("ana@example.test", PW).await;
     let doc: Value = serde_json::from_str(&h.browser().get("/.well-known/openid-configuration").await.body).unwrap();
     assert_eq!(doc["registration_endpoint"], h.url("/register"));
+    assert_eq!(doc["subject_types_supported"], json!(["public", "pairwise"]));
+    assert_eq!(doc["userinfo_signing_alg_values_supported"], json!(["RS256", "ES256"]));
+    assert_eq!(
+        doc["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["RS256", "PS256", "ES256", "HS256"])
+    );
+    assert_eq!(
+        doc["introspection_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"])
+    );
     let reg = register_ok(
         h,
         json!({
