@@ -220,6 +220,13 @@ pub async fn update(State(app): State<AppState>, Path(client_id): Path<String>, 
         Ok(v) => v,
         Err(e) => return json_error(&e),
     };
+    // OIDC Core §8.1: a new sector would give every user a new sub at this client.
+    if current.meta.is_pairwise() && current.meta.sector != v.meta.sector {
+        return json_error(&OAuthError::new(
+            ErrorCode::InvalidClientMetadata,
+            "the pairwise sector of a client cannot change; register a new client",
+        ));
+    }
     // The secret stays unless the method changes what it needs: none drops it, and a method
     // that needs one the client lacks (or the sealed copy client_secret_jwt reads) gets a new one.
     let needs_sealed = v.auth_method == "client_secret_jwt";

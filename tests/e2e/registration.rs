@@ -595,6 +595,18 @@ async fn pairwise_subjects_differ_across_sectors(h: &TestServer) {
     .await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_client_metadata")), "{body}");
 
+    // Its sector is fixed: an update that would move it is refused, one that keeps it passes.
+    let a_uri = a["registration_client_uri"].as_str().unwrap();
+    let a_token = a["registration_access_token"].as_str().unwrap();
+    let moved = json!({"client_id": a["client_id"], "redirect_uris": ["http://localhost/a/cb"], "subject_type": "pairwise"});
+    let resp = http().put(a_uri).bearer_auth(a_token).json(&moved).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_client_metadata");
+    let kept = json!({"client_id": a["client_id"], "redirect_uris": ["http://127.0.0.1/a/cb"], "subject_type": "pairwise",
+        "sector_identifier_uri": sector_uri, "client_name": "A"});
+    let resp = http().put(a_uri).bearer_auth(a_token).json(&kept).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
     let browser = h.browser();
     let mut subs = Vec::new();
     for (reg, cb) in [
