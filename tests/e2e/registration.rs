@@ -496,6 +496,18 @@ async fn private_key_jwt_with_inline_jwks(h: &TestServer) {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["active"], false);
+    // And at revocation (RFC 7009 §2.1 takes the token endpoint's client authentication).
+    let resp = http()
+        .post(h.url("/revoke"))
+        .form(&[
+            ("token", "x"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &key.sign(&assertion_claims(h, id, &token_url))),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }
 
 async fn private_key_jwt_with_a_jwks_uri_and_key_rotation(h: &TestServer) {
@@ -637,6 +649,23 @@ async fn pairwise_subjects_differ_across_sectors(h: &TestServer) {
     assert_ne!(subs[0], user_id);
     assert_ne!(subs[2], user_id);
     assert_eq!(subs[3], user_id, "a public client sees the local id");
+    // Same sector as b (localhost), and a refresh keeps the sub.
+    let d = register_ok(
+        h,
+        json!({"redirect_uris": ["http://localhost/d/cb"], "subject_type": "pairwise",
+            "grant_types": ["authorization_code", "refresh_token"]}),
+    )
+    .await;
+    let rp = Rp::discover(&h.issuer, &created(&d), "http://localhost/d/cb").await;
+    let start = rp.start(&["email"]);
+    let back = browser.authorize(&start.url, "ana@example.test", PW).await;
+    let tokens = rp.exchange(&back.location_param("code").unwrap(), start.verifier).await;
+    assert_eq!(rp.id_claims(&tokens, &start.nonce).subject().as_str(), subs[2]);
+    let refreshed = rp.refresh(&crate::support::rp::refresh_token(&tokens).unwrap()).await.unwrap();
+    let id_token = openidconnect::TokenResponse::id_token(&refreshed).unwrap().to_string();
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&clef::secret::b64url_decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["sub"], subs[2].as_str());
     // Stable: a second login through the first client gives the same sub again.
     let rp = Rp::discover(&h.issuer, &created(&a), "http://127.0.0.1/a/cb").await;
     assert_eq!(login_sub(h, &rp, &h.browser()).await.0, subs[0]);
