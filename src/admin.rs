@@ -37,6 +37,12 @@ pub struct ClientSpec {
     pub resources: Vec<String>,
     /// RS256 or ES256 for access and ID tokens; `id_token_alg`, when set, wins for ID tokens.
     pub token_alg: Option<String>,
+    // dcr
+    /// `token_endpoint_auth_method` (RFC 7591 §2); `None`: Basic or POST, or none if public.
+    pub auth_method: Option<String>,
+    /// For `private_key_jwt`: the client's JWK Set URL, or the set itself.
+    pub jwks_uri: Option<String>,
+    pub jwks: Option<serde_json::Value>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -115,8 +121,45 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
         Some(a) => algs("id_token_signed_response_alg", a)?,
         None => access_token_alg.clone(),
     };
+    // dcr
+    let mut meta = crate::store::ClientMeta::default();
+    if let Some(m) = &spec.auth_method {
+        use crate::oauth::registration::AUTH_METHODS;
+        if !AUTH_METHODS.contains(&m.as_str()) {
+            return Err(AdminError::Invalid(format!(
+                "unsupported --auth-method {m:?} (supported: {})",
+                AUTH_METHODS.join(", ")
+            )));
+        }
+        if (m == "none") != spec.public {
+            return Err(AdminError::Invalid(
+                "--public goes with --auth-method none, and only with it".into(),
+            ));
+        }
+        if m == "client_secret_jwt" {
+            return Err(AdminError::Invalid(
+                "client_secret_jwt is for registered clients (POST /register); use private_key_jwt here".into(),
+            ));
+        }
+        meta.token_endpoint_auth_method = Some(m.clone());
+    }
+    if let Some(doc) = &spec.jwks {
+        crate::oauth::jose::parse_jwks(doc).map_err(|e| AdminError::Invalid(format!("--jwks-file: {e}")))?;
+        meta.jwks = Some(doc.clone());
+    }
+    if let Some(u) = &spec.jwks_uri {
+        match url::Url::parse(u) {
+            Ok(p) if p.scheme() == "https" || (p.scheme() == "http" && crate::remote::is_loopback(&p)) => {}
+            _ => return Err(AdminError::Invalid("--jwks-uri must be an https URL".into())),
+        }
+        meta.jwks_uri = Some(u.clone());
+    }
+    if spec.auth_method.as_deref() == Some("private_key_jwt") && (meta.jwks.is_none() == meta.jwks_uri.is_none()) {
+        return Err(AdminError::Invalid("private_key_jwt needs one of --jwks-uri or --jwks-file".into()));
+    }
     let client_id = random_token(16);
-    let secret = (!spec.public).then(|| random_token(32));
+    // A private_key_jwt client proves itself with its key: no secret to leak.
+    let secret = (!spec.public && spec.auth_method.as_deref() != Some("private_key_jwt")).then(|| random_token(32));
     db.client_create(
         &NewClient {
             client_id: client_id.clone(),
@@ -135,6 +178,9 @@ pub async fn create_client(db: &Db, spec: &ClientSpec, now: i64) -> Result<Creat
             scopes,
             resources,
             access_token_alg,
+            meta,
+            registration_token_hash: None,
+            secret_sealed: None,
         },
         now,
     )

@@ -48,6 +48,9 @@ pub struct Inner {
     // fed
     /// One OpenID Connect client per configured upstream.
     pub upstreams: crate::upstream::Upstreams,
+    // dcr
+    /// Clients' `jwks_uri` and `sector_identifier_uri` documents, fetched and cached.
+    pub fetcher: Arc<crate::remote::Fetcher>,
 }
 
 #[derive(Clone)]
@@ -80,7 +83,9 @@ impl AppState {
         if config.metrics_enabled() {
             crate::telemetry::install();
         }
+        let fetcher = Arc::new(crate::remote::Fetcher::new(&config.issuer));
         Ok(AppState(Arc::new(Inner {
+            fetcher,
             mailer,
             hasher: Hasher::new(config.max_concurrent_hashes),
             hmac_key: secret,
@@ -311,6 +316,34 @@ pub async fn purge_audit(state: &AppState) {
 /// TOTP secrets sealed by an older server secret key are sealed again under the current one,
 /// so the next rotation, which drops that key, loses none (crate::secret_box).
 async fn reseal_totp_secrets(state: &AppState) {
+    // dcr: client_secret_jwt secrets are sealed the same way.
+    match reseal_client_secrets(&state.db, &state.hmac_key).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(secrets = n, "client secrets sealed again under the current server secret key"),
+        Err(e) => tracing::warn!(error = %e, "sealing client secrets again failed; retried after the next key change"),
+    }
+    reseal_totp_only(state).await;
+}
+
+/// Seals client_secret_jwt secrets sealed by an older server secret key again under the
+/// current one; returns how many.
+pub async fn reseal_client_secrets(db: &Db, keys: &crate::secret_key::SecretKeys) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for (client_id, sealed) in db.client_sealed_all().await? {
+        if crate::secret_box::is_current(keys, &sealed) {
+            continue;
+        }
+        let fresh = crate::secret_box::open(keys, client_id.as_bytes(), &sealed)
+            .and_then(|plain| crate::secret_box::seal(keys, client_id.as_bytes(), &plain));
+        match fresh {
+            Ok(fresh) => n += u64::from(db.client_reseal(&client_id, &sealed, &fresh).await?),
+            Err(_) => tracing::error!(client_id = %client_id, "a client secret opens under no server secret key"),
+        }
+    }
+    Ok(n)
+}
+
+async fn reseal_totp_only(state: &AppState) {
     match crate::auth::totp::reseal_all(&state.db, &state.hmac_key).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(secrets = n, "TOTP secrets sealed again under the current server secret key"),

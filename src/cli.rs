@@ -119,6 +119,17 @@ pub enum ClientsCmd {
         /// --id-token-signed-response-alg, when given too, wins for ID tokens.
         #[arg(long)]
         token_alg: Option<String>,
+        // dcr
+        /// token_endpoint_auth_method: client_secret_basic, client_secret_post,
+        /// private_key_jwt or none (default: Basic or POST; none with --public).
+        #[arg(long)]
+        auth_method: Option<String>,
+        /// For private_key_jwt: the URL of the client's JWK Set.
+        #[arg(long)]
+        jwks_uri: Option<String>,
+        /// For private_key_jwt: a file holding the client's JWK Set.
+        #[arg(long)]
+        jwks_file: Option<std::path::PathBuf>,
     },
     List {
         #[arg(long)]
@@ -377,11 +388,24 @@ async fn clients(db: &Db, cmd: ClientsCmd, now: i64) -> Result<()> {
             scopes,
             resources,
             token_alg,
+            auth_method,
+            jwks_uri,
+            jwks_file,
         } => {
+            let jwks = match &jwks_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not JSON ({e})", path.display()))?)
+                }
+                None => None,
+            };
             let spec = ClientSpec {
                 scopes,
                 resources,
                 token_alg,
+                auth_method,
+                jwks_uri,
+                jwks,
                 name,
                 redirect_uris,
                 post_logout_redirect_uris,

@@ -83,6 +83,9 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     pub shutdown_grace: Option<i64>,
     pub audit_retention: Option<String>,
+    // dcr
+    /// `off`, `open` or `token:SECRET` (RFC 7591 §3).
+    pub registration: Option<String>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -150,6 +153,8 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_LOG_FORMAT", "log_format"),
     ("CLEF_SHUTDOWN_GRACE", "shutdown_grace"),
     ("CLEF_AUDIT_RETENTION", "audit_retention"),
+    // dcr
+    ("CLEF_REGISTRATION", "registration"),
 ];
 
 #[derive(Clone, Debug)]
@@ -213,6 +218,19 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// Security events older than this many seconds are purged.
     pub audit_retention: i64,
+    // dcr
+    pub registration: Registration,
+}
+
+/// Who may register clients at the registration endpoint (RFC 7591 §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registration {
+    /// No endpoint; discovery advertises none.
+    Off,
+    /// Anyone may register (the OpenID Dynamic OP profile).
+    Open,
+    /// Only a caller presenting this initial access token (RFC 7591 §3, as a Bearer token).
+    Token(Secret),
 }
 
 /// How log lines are written to standard error.
@@ -369,6 +387,8 @@ impl RawConfig {
                 "CLEF_LOG_FORMAT" => self.log_format = Some(v),
                 "CLEF_SHUTDOWN_GRACE" => self.shutdown_grace = Some(int()?),
                 "CLEF_AUDIT_RETENTION" => self.audit_retention = Some(v),
+                // dcr
+                "CLEF_REGISTRATION" => self.registration = Some(v),
                 _ => {}
             }
         }
@@ -517,6 +537,23 @@ impl RawConfig {
                 .filter(|&s| s > 0)
                 .ok_or_else(|| bad("CLEF_AUDIT_RETENTION", "not a duration such as 90d, 12h or 3600"))?,
         };
+        // dcr
+        let registration = match self.registration.as_deref().map(str::trim) {
+            None | Some("off") => Registration::Off,
+            Some("open") => Registration::Open,
+            Some(t) if t.starts_with("token:") => {
+                let token = &t["token:".len()..];
+                // A guessable initial access token is open registration in disguise.
+                if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(bad(
+                        "CLEF_REGISTRATION",
+                        "the token after token: must be 16 or more characters, no spaces",
+                    ));
+                }
+                Registration::Token(Secret::new(token))
+            }
+            Some(_) => return Err(bad("CLEF_REGISTRATION", "must be off, open or token:SECRET")),
+        };
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -563,6 +600,7 @@ impl RawConfig {
             log_format,
             shutdown_grace,
             audit_retention,
+            registration,
         })
     }
 }

@@ -45,3 +45,6 @@ pub mod store;
 pub mod telemetry;
 /// OpenID Connect client for upstream providers (Google and others).
 pub mod upstream;
+// dcr
+/// Documents fetched from clients: `jwks_uri`, `sector_identifier_uri`.
+pub mod remote;

@@ -129,6 +129,7 @@ mod tests {
                     "otpauth_uri": "otpauth://totp/clef:a?secret=A&issuer=clef", "secret_grouped": "ABCD EFGH",
                     "codes": ["abcde-fghjk"], "download_href": "data:text/plain,x", "download_name": "backup-codes.txt",
                     "totp_action": "/login/totp", "backup_action": "/login/backup-code", "setup_url": "/account/two-factor",
+                    "client_logo": "https://rp.example/logo.png", "client_policy_uri": "https://rp.example/privacy", "client_tos_uri": null,
                     "reason": "reauth.reason.disable_totp", "ask": "code", "password_action": "/p", "code_action": "/c", "cancel_url": "/account",
                 });
                 // fed: the upstream buttons and the link page.

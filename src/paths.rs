@@ -65,3 +65,7 @@ pub const ACCOUNT_UPSTREAM_UNLINK: &str = "/account/upstream/unlink";
 // ops
 /// Prometheus metrics: on `CLEF_METRICS_LISTEN`, or here too with `CLEF_METRICS=public`.
 pub const METRICS: &str = "/metrics";
+// dcr
+/// RFC 7591 §3; a client's configuration endpoint (RFC 7592 §2) is `/register/{client_id}`.
+pub const REGISTER: &str = "/register";
+pub const REGISTER_CLIENT: &str = "/register/{client_id}";

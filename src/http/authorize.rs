@@ -69,6 +69,15 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
             _ => Hint::Invalid,
         },
     };
+    // dcr: a pairwise client's hint names the user by its pairwise sub (OIDC Core §8.1).
+    let hint = match (hint, client.meta.sector.as_deref()) {
+        (Hint::Valid { sub }, Some(sector)) if client.meta.is_pairwise() => match app.db.pairwise_user(sector, &sub).await {
+            Ok(Some(user_id)) => Hint::Valid { sub: user_id },
+            Ok(None) => Hint::Valid { sub },
+            Err(e) => return render_page_error(&app, loc, &e.into()),
+        },
+        (h, _) => h,
+    };
     let req = match authorize::validate(&params, &client, &target, hint) {
         Ok(r) => r,
         Err(e) => return respond_error(&app, &target, &e),

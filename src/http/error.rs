@@ -29,7 +29,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InteractionRequired
         | ErrorCode::RequestNotSupported
         | ErrorCode::RequestUriNotSupported
-        | ErrorCode::InvalidTarget => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidTarget
+        | ErrorCode::InvalidRedirectUri
+        | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
     }
 }
 

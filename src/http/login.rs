@@ -59,6 +59,40 @@ struct Flow {
     ui_locales: Option<String>,
     login_hint: Option<String>,
     client_name: Option<String>,
+    // dcr
+    links: ClientLinks,
+}
+
+/// What a client registered to be shown with its name (OIDC Registration §2): a logo only
+/// from https or loopback, so our page loads nothing over plain http from the network.
+#[derive(Default)]
+struct ClientLinks {
+    logo: Option<String>,
+    policy_uri: Option<String>,
+    tos_uri: Option<String>,
+}
+
+impl ClientLinks {
+    fn of(c: &crate::store::Client) -> ClientLinks {
+        ClientLinks {
+            logo: c.meta.logo_uri.clone().filter(|u| crate::oauth::registration::displayable_logo(u)),
+            policy_uri: c.meta.policy_uri.clone(),
+            tos_uri: c.meta.tos_uri.clone(),
+        }
+    }
+}
+
+/// The pages' CSP allows images from our origin only; a client's logo needs its origin too.
+fn allow_logo(mut resp: Response, logo: Option<&str>) -> Response {
+    let origin = logo.and_then(|l| url::Url::parse(l).ok()).map(|u| u.origin().ascii_serialization());
+    if let Some(origin) = origin
+        && let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data: {origin}; frame-ancestors 'none'; base-uri 'none'"
+        ))
+    {
+        resp.headers_mut().insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
 }
 
 async fn flow(app: &AppState, req_id: Option<&str>) -> Result<Option<Flow>, PageError> {
@@ -70,6 +104,7 @@ async fn flow(app: &AppState, req_id: Option<&str>) -> Result<Option<Flow>, Page
                 req_id: row.request_id,
                 ui_locales: req.ui_locales,
                 login_hint: req.login_hint,
+                links: ClientLinks::of(&client),
                 client_name: Some(client.name),
             }))
         }
@@ -91,6 +126,9 @@ struct LoginPage<'a> {
     forgot_url: String,
     // fed
     upstreams: Vec<super::upstream::Button>,
+    client_logo: Option<&'a str>,
+    client_policy_uri: Option<&'a str>,
+    client_tos_uri: Option<&'a str>,
 }
 
 fn signup_url(app: &AppState, req: &str) -> Option<String> {
@@ -128,8 +166,11 @@ fn render_login(
         code_action: paths::LOGIN_CODE,
         forgot_url: forgot_url(req),
         upstreams: super::upstream::buttons(app, paths::LOGIN_UPSTREAM),
+        client_logo: f.and_then(|f| f.links.logo.as_deref()),
+        client_policy_uri: f.and_then(|f| f.links.policy_uri.as_deref()),
+        client_tos_uri: f.and_then(|f| f.links.tos_uri.as_deref()),
     };
-    page(app, jar, status, "login.html", &ctx, loc)
+    allow_logo(page(app, jar, status, "login.html", &ctx, loc), ctx.client_logo)
 }
 
 /// The login page again for a step of the engine (a wrong password, a limit).
@@ -401,6 +442,9 @@ struct ConsentPage<'a> {
     client_name: &'a str,
     email: &'a str,
     scopes: &'a [String],
+    client_logo: Option<&'a str>,
+    client_policy_uri: Option<&'a str>,
+    client_tos_uri: Option<&'a str>,
 }
 
 pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, headers: HeaderMap, jar: CookieJar) -> Response {
@@ -425,6 +469,7 @@ pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, hea
         Err(e) => return render_page_error(&app, loc, &e.into()),
     };
     let (jar, csrf) = csrf_token(&app, jar);
+    let links = ClientLinks::of(&client);
     let ctx = ConsentPage {
         locale: loc,
         action: paths::CONSENT,
@@ -433,8 +478,11 @@ pub async fn consent_get(State(app): State<AppState>, RawQuery(q): RawQuery, hea
         client_name: &client.name,
         email: &user.email,
         scopes: &req.scope,
+        client_logo: links.logo.as_deref(),
+        client_policy_uri: links.policy_uri.as_deref(),
+        client_tos_uri: links.tos_uri.as_deref(),
     };
-    page(&app, jar, StatusCode::OK, "consent.html", &ctx, loc)
+    allow_logo(page(&app, jar, StatusCode::OK, "consent.html", &ctx, loc), ctx.client_logo)
 }
 
 pub async fn consent_post(State(app): State<AppState>, headers: HeaderMap, jar: CookieJar, body: Body) -> Response {

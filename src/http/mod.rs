@@ -13,6 +13,8 @@ mod login;
 mod logout;
 mod password_reset;
 mod reauth;
+// dcr
+mod registration;
 mod steps;
 mod token;
 // fed
@@ -41,6 +43,12 @@ pub fn router(state: AppState) -> Router {
         .route(paths::INTROSPECT, axum::routing::post(token::introspect))
         .route(paths::USERINFO, get(userinfo::get).post(userinfo::post))
         .route(paths::ACCOUNT_API_STATUS, get(account_api::status))
+        // dcr
+        .route(paths::REGISTER, axum::routing::post(registration::register))
+        .route(
+            paths::REGISTER_CLIENT,
+            get(registration::read).put(registration::update).delete(registration::delete),
+        )
         .merge(account_api::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), cors::layer));
     let pages = Router::new()

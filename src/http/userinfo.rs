@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::extract::{BodyError, form};
 use crate::app::AppState;
+use crate::keys::Alg;
 use crate::oauth::claims::{UserClaims, UserinfoClaims};
 use crate::oauth::introspect::live_access_token;
 use crate::oauth::{ErrorCode, OAuthError};
@@ -71,14 +72,62 @@ async fn answer(app: &AppState, token: Option<String>) -> Response {
         }
         Err(e) => return super::error::json_error(&e),
     };
+    // dcr: the client decides the subject (pairwise) and whether the answer is a JWT.
+    let client = match app.db.client_get(&live.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return challenge(
+                Some(&OAuthError::new(
+                    ErrorCode::InvalidToken,
+                    "the access token's client no longer exists",
+                )),
+                &[],
+            );
+        }
+        Err(e) => return super::error::json_error(&e.into()),
+    };
+    let sub = match crate::oauth::pairwise::subject(&app.db, &app.hmac_key, &client, &live.user.user_id).await {
+        Ok(s) => s,
+        Err(e) => return super::error::json_error(&e),
+    };
     let body = UserinfoClaims {
-        sub: live.user.user_id.clone(),
+        sub,
         user: UserClaims::for_scope(&live.user, &live.scope),
     };
+    if let Some(alg) = client.meta.userinfo_signed_response_alg.as_deref().and_then(Alg::parse) {
+        return signed(app, &client.client_id, alg, &body);
+    }
     let mut resp = Json(body).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+#[derive(serde::Serialize)]
+struct SignedUserinfo<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    #[serde(flatten)]
+    claims: &'a UserinfoClaims,
+}
+
+/// OIDC Core §5.3.2: a signed answer is `application/jwt` and carries `iss` and `aud`.
+fn signed(app: &AppState, client_id: &str, alg: Alg, body: &UserinfoClaims) -> Response {
+    let claims = SignedUserinfo {
+        iss: &app.config.issuer,
+        aud: client_id,
+        claims: body,
+    };
+    match app.keys.get().sign(alg, "JWT", &claims) {
+        Ok(jwt) => {
+            let mut resp = jwt.into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwt"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(e) => super::error::json_error(&e.into()),
+    }
 }
 
 pub async fn get(State(app): State<AppState>, headers: HeaderMap) -> Response {

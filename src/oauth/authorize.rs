@@ -316,6 +316,10 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
     if !client.skip_consent {
         scope.retain(|s| !scope::FIRST_PARTY_ONLY.contains(&s.as_str()));
     }
+    // dcr: RFC 7591 §2 `scope` lists what the client may ask for; `openid` always stays.
+    if let Some(allowed) = &client.meta.scope {
+        scope.retain(|s| s == "openid" || scope::has(allowed, s));
+    }
     let code_challenge = pkce::check_challenge(params.get("code_challenge"), params.get("code_challenge_method"), client.is_public)?;
     let resources = super::resource::requested(params.resources(), &client.resources)?;
 
@@ -337,7 +341,8 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
         return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
     }
     let max_age = match params.get("max_age") {
-        None => None,
+        // OIDC Registration §2: the client's default_max_age stands in for a missing max_age.
+        None => client.meta.default_max_age,
         Some(v) => Some(
             v.parse::<i64>()
                 .ok()
@@ -531,6 +536,9 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            meta: Default::default(),
+            registration_token_hash: None,
+            secret_sealed: None,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             scopes: vec![],

@@ -46,7 +46,15 @@ pub async fn revoke(db: &Db, client: &Client, token: &str) -> Result<(), OAuthEr
 /// RFC 7662 §4: only the client the token was issued to learns about it; any other caller is
 /// told it is inactive, so a confidential client cannot probe others' tokens. The answer holds
 /// what a resource server needs and no personal data (no email).
-pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, caller: &Client, token: &str, now: i64) -> Result<Value, OAuthError> {
+pub async fn introspect(
+    db: &Db,
+    keys: &KeySet,
+    hmac_key: &crate::secret_key::SecretKeys,
+    issuer: &str,
+    caller: &Client,
+    token: &str,
+    now: i64,
+) -> Result<Value, OAuthError> {
     let inactive = json!({ "active": false });
     if looks_like_jwt(token) {
         // Not the userinfo join: a client_credentials token has no user and is live too.
@@ -78,7 +86,8 @@ pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, caller: &Client, t
             "token_type": "refresh_token",
             "scope": r.scope,
             "client_id": r.client_id,
-            "sub": r.user_id,
+            // The caller is the token's client, so its own (maybe pairwise) sub (OIDC Core §8.1).
+            "sub": super::pairwise::subject(db, hmac_key, caller, &r.user_id).await?,
             "exp": r.expires_at,
             "iat": r.created_at,
             "iss": issuer,

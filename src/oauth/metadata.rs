@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use super::authorize::RESPONSE_MODES;
 use super::claims::ACR_SUPPORTED;
-use super::{scope, token};
-use crate::config::Config;
+use super::{registration, scope, token};
+use crate::config::{Config, Registration};
 use crate::i18n::LOCALES;
 use crate::paths;
 
@@ -22,7 +22,7 @@ pub const ENDPOINT_FIELDS: &[&str] = &[
 
 pub fn document(config: &Config) -> Value {
     let url = |p: &str| config.endpoint(p);
-    json!({
+    let mut doc = json!({
         "issuer": config.issuer,
         "authorization_endpoint": url(paths::AUTHORIZE),
         "token_endpoint": url(paths::TOKEN),
@@ -35,12 +35,16 @@ pub fn document(config: &Config) -> Value {
         "response_types_supported": ["code"],
         "response_modes_supported": RESPONSE_MODES,
         "grant_types_supported": token::GRANT_TYPES,
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-        "userinfo_signing_alg_values_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "subject_types_supported": ["public", "pairwise"],
+        "id_token_signing_alg_values_supported": registration::SIGNING_ALGS,
+        "userinfo_signing_alg_values_supported": registration::SIGNING_ALGS,
+        "token_endpoint_auth_methods_supported": registration::AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": registration::AUTH_SIGNING_ALGS,
+        "revocation_endpoint_auth_methods_supported": registration::AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": registration::AUTH_SIGNING_ALGS,
+        // RFC 7662 §2.1: introspection needs a confidential client.
+        "introspection_endpoint_auth_methods_supported": &registration::AUTH_METHODS[..4],
+        "introspection_endpoint_auth_signing_alg_values_supported": registration::AUTH_SIGNING_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "acr", "amr",
@@ -62,5 +66,12 @@ pub fn document(config: &Config) -> Value {
         // Back-Channel Logout 1.0 §2.1: logout tokens, and `sid` in them and in ID tokens.
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
-    })
+    });
+    // dcr: RFC 7591 §3 / OIDC Discovery §3: only when registration is on.
+    if config.registration != Registration::Off
+        && let Some(obj) = doc.as_object_mut()
+    {
+        obj.insert("registration_endpoint".into(), url(paths::REGISTER).into());
+    }
+    doc
 }

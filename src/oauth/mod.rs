@@ -14,5 +14,9 @@ pub mod redirect_uri;
 pub mod resource;
 pub mod scope;
 pub mod token;
+// dcr
+pub mod jose;
+pub mod pairwise;
+pub mod registration;
 
 pub use error::{ErrorCode, OAuthError};

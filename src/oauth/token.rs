@@ -69,7 +69,8 @@ pub struct Ctx<'a> {
     pub db: &'a Db,
     pub keys: &'a KeySet,
     pub config: &'a Config,
-    /// Seals a rotated refresh token's successor for the refresh grace.
+    /// Seals a rotated refresh token's successor for the refresh grace, and keys pairwise
+    /// subjects (OIDC Core §8.1).
     pub secrets: &'a SecretKeys,
 }
 
@@ -87,6 +88,8 @@ struct Grant {
     resources: Vec<String>,
     /// ...and those this access token is for (its `aud`), a subset (§2.2).
     token_resources: Vec<String>,
+    /// The `sub` the client knows the user by (pairwise or the local id).
+    sub: String,
 }
 
 pub async fn exchange(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
@@ -152,6 +155,7 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         sid: issued.sid,
         resources: issued.resources,
         token_resources,
+        sub: super::pairwise::subject(ctx.db, ctx.secrets, client, &user.user_id).await?,
     };
     // Signing comes before the transaction, so no slow work holds its locks.
     let minted = mint(ctx, client, &user, &grant, now, true)?;
@@ -294,6 +298,7 @@ async fn refresh_token(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64
         sid: row.sid,
         resources: row.resources,
         token_resources,
+        sub: super::pairwise::subject(ctx.db, ctx.secrets, client, &user.user_id).await?,
     };
     let minted = mint(ctx, client, &user, &grant, now, true)?;
     let grace = ctx.config.refresh_grace;
@@ -372,7 +377,7 @@ async fn client_credentials(ctx: &Ctx<'_>, client: &Client, params: &Params, now
     let resources = resource::requested(params.resources(), &client.resources)?;
     // Each token is its own grant, with no row in `grants`: revoking it is revoking the token.
     let grant_id = random_token(16);
-    let (access_token, row) = sign_access(ctx, client, None, &grant_id, &scope, &resources, None, now)?;
+    let (access_token, row) = sign_access(ctx, client, None, None, &grant_id, &scope, &resources, None, now)?;
     ctx.db.access_token_insert(&row, now).await?;
     tracing::info!(client_id = %client.client_id, "access token issued for client credentials");
     Ok(TokenResponse {
@@ -418,6 +423,8 @@ fn sign_access(
     ctx: &Ctx<'_>,
     client: &Client,
     user: Option<&User>,
+    // The `sub` the client knows the user by (pairwise or the local id); none: the client's own token.
+    sub: Option<&str>,
     grant_id: &str,
     scope: &str,
     resources: &[String],
@@ -428,7 +435,8 @@ fn sign_access(
     let jti = random_token(16);
     let claims = AccessTokenClaims {
         iss: cfg.issuer.clone(),
-        sub: user.map_or_else(|| client.client_id.clone(), |u| u.user_id.clone()),
+        // RFC 9068 §2.2: a client's own token has its client id as `sub`.
+        sub: sub.map_or_else(|| client.client_id.clone(), str::to_owned),
         aud: Audience::of(resources, &cfg.issuer),
         exp: now + cfg.access_token_ttl,
         iat: now,
@@ -462,11 +470,21 @@ fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_
         acr: &g.acr,
         amr: &g.amr,
     };
-    let (access_token, access) = sign_access(ctx, client, Some(user), &g.grant_id, &g.scope, &g.token_resources, Some(login), now)?;
+    let (access_token, access) = sign_access(
+        ctx,
+        client,
+        Some(user),
+        Some(&g.sub),
+        &g.grant_id,
+        &g.scope,
+        &g.token_resources,
+        Some(login),
+        now,
+    )?;
 
     let id_claims = IdTokenClaims {
         iss: cfg.issuer.clone(),
-        sub: user.user_id.clone(),
+        sub: g.sub.clone(),
         aud: client.client_id.clone(),
         exp: now + cfg.id_token_ttl,
         iat: now,
@@ -554,6 +572,9 @@ mod tests {
             id_token_alg: "RS256".into(),
             require_2fa: false,
             created_at: 0,
+            meta: Default::default(),
+            registration_token_hash: None,
+            secret_sealed: None,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             scopes: vec![],

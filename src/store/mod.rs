@@ -24,7 +24,7 @@ pub use attempts::AttemptRecord;
 pub use backchannel::PendingLogout; // bcl
 // ops
 pub use audit::{AuditEvent, AuditQuery, AuditRow, UserCounts, sqlite_file_integrity};
-pub use clients::{Client, NewClient};
+pub use clients::{Client, ClientMeta, NewClient};
 pub use codes::{AuthRequestRow, IssuedCode, NewCode, Redemption};
 pub use events::{Event, EventKind, NewEvent};
 // fed
@@ -257,7 +257,7 @@ impl Db {
 
     /// Deletes rows whose lifetime is over. Returns how many rows went.
     pub async fn cleanup(&self, now: i64) -> Result<u64> {
-        const STATEMENTS: [&str; 9] = [
+        const STATEMENTS: [&str; 10] = [
             // Expired codes, and spent ones whose minute of replay protection is over.
             "delete from otp_codes where expires_at < $1 or (used = 1 and created_at < $1 - 60)",
             "delete from auth_codes where expires_at < $1",
@@ -270,6 +270,8 @@ impl Db {
             "delete from login_attempts where expires_at < $1",
             // Sealed refresh successors past the longest grace (the server wipes sooner).
             "update refresh_tokens set successor_sealed = null where successor_sealed is not null and rotated_at < $1 - 60",
+            // dcr: a jti only needs remembering while its assertion could still be accepted.
+            "delete from client_assertion_jtis where expires_at < $1",
         ];
         let mut n = 0;
         for sql in STATEMENTS {

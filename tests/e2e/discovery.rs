@@ -15,13 +15,21 @@ async fn discovery_is_complete_and_consistent(h: &TestServer) {
         assert_eq!(doc["issuer"], h.issuer);
         assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
         assert_eq!(doc["code_challenge_methods_supported"], serde_json::json!(["S256"]));
-        assert_eq!(doc["subject_types_supported"], serde_json::json!(["public"]));
+        assert_eq!(doc["subject_types_supported"], serde_json::json!(["public", "pairwise"]));
         assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
         assert_eq!(
             doc["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+            serde_json::json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "client_secret_jwt",
+                "private_key_jwt",
+                "none"
+            ])
         );
         assert_eq!(doc["id_token_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256"]));
+        // dcr: registration is off by default, so no endpoint is advertised.
+        assert!(doc.get("registration_endpoint").is_none());
         assert_eq!(doc["ui_locales_supported"], serde_json::json!(["en", "fr"]));
         for f in [
             "scopes_supported",

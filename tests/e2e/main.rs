@@ -28,6 +28,8 @@ mod page_details;
 mod pages;
 mod proxy;
 mod reauth;
+// dcr
+mod registration;
 mod server;
 mod token_errors;
 mod tokens;
