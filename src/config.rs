@@ -70,6 +70,9 @@ pub struct RawConfig {
     pub google_hosted_domain: Option<String>,
     /// `[[upstream]]` tables: OpenID Connect providers users may log in with.
     pub upstream: Option<Vec<RawUpstream>>,
+    // multi
+    pub db_pool_size: Option<i64>,
+    pub keys_reload_interval: Option<i64>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -127,6 +130,9 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_GOOGLE_CLIENT_SECRET", "google_client_secret"),
     ("CLEF_GOOGLE_ISSUER", "google_issuer"),
     ("CLEF_GOOGLE_HOSTED_DOMAIN", "google_hosted_domain"),
+    // multi
+    ("CLEF_DB_POOL_SIZE", "db_pool_size"),
+    ("CLEF_KEYS_RELOAD_INTERVAL", "keys_reload_interval"),
 ];
 
 #[derive(Clone, Debug)]
@@ -173,6 +179,12 @@ pub struct Config {
     pub reauth_after: i64,
     /// OpenID Connect upstreams, Google first when configured; ids are unique.
     pub upstreams: Vec<Upstream>,
+    // multi
+    /// Database connections this instance may hold at most (`None`: the backend's default).
+    pub db_pool_size: Option<u32>,
+    /// How often the keys folder is checked for keys another instance (or `clef keys rotate`)
+    /// wrote; instances agree on the JWKS within this time.
+    pub keys_reload_interval: std::time::Duration,
 }
 
 /// Google's issuer, which `CLEF_GOOGLE_ISSUER` replaces only in tests and odd set-ups.
@@ -283,6 +295,9 @@ impl RawConfig {
                 "CLEF_GOOGLE_CLIENT_SECRET" => self.google_client_secret = Some(v),
                 "CLEF_GOOGLE_ISSUER" => self.google_issuer = Some(v),
                 "CLEF_GOOGLE_HOSTED_DOMAIN" => self.google_hosted_domain = Some(v),
+                // multi
+                "CLEF_DB_POOL_SIZE" => self.db_pool_size = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?),
+                "CLEF_KEYS_RELOAD_INTERVAL" => self.keys_reload_interval = Some(int()?),
                 _ => {}
             }
         }
@@ -390,6 +405,13 @@ impl RawConfig {
             return Err(bad("CLEF_TOTP_ISSUER", "must be 1 to 64 characters without a colon"));
         }
         let reauth_after = ttl("CLEF_REAUTH_AFTER", self.reauth_after, 300)?;
+        // multi
+        let db_pool_size = match self.db_pool_size {
+            None => None,
+            Some(n @ 1..=1000) => Some(n as u32),
+            Some(_) => return Err(bad("CLEF_DB_POOL_SIZE", "must be between 1 and 1000")),
+        };
+        let keys_reload_interval = secs("CLEF_KEYS_RELOAD_INTERVAL", self.keys_reload_interval, 10)?;
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -428,6 +450,9 @@ impl RawConfig {
             totp_issuer,
             reauth_after,
             upstreams,
+            // multi
+            db_pool_size,
+            keys_reload_interval,
         })
     }
 }
