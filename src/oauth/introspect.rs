@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::OAuthError;
 use super::claims::AccessTokenClaims;
-use crate::keys::KeySet;
+use crate::keys::Keys;
 use crate::secret::sha256_b64;
 use crate::store::{Client, Db, UserinfoRow};
 
@@ -46,7 +46,7 @@ pub async fn revoke(db: &Db, client: &Client, token: &str) -> Result<(), OAuthEr
 /// RFC 7662 §4: only the client the token was issued to learns about it; any other caller is
 /// told it is inactive, so a confidential client cannot probe others' tokens. The answer holds
 /// what a resource server needs and no personal data (no email).
-pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, caller: &Client, token: &str, now: i64) -> Result<Value, OAuthError> {
+pub async fn introspect(db: &Db, keys: &Keys, issuer: &str, caller: &Client, token: &str, now: i64) -> Result<Value, OAuthError> {
     let inactive = json!({ "active": false });
     if looks_like_jwt(token) {
         let Some(live) = live_access_token(db, token, now).await? else {
@@ -56,7 +56,7 @@ pub async fn introspect(db: &Db, keys: &KeySet, issuer: &str, caller: &Client, t
             return Ok(inactive);
         }
         // The row proves the token is ours; the claims give the times and ids to report.
-        let Ok((claims, _)) = keys.verify::<AccessTokenClaims>(token, issuer) else {
+        let Ok((claims, _)) = keys.verify::<AccessTokenClaims>(token, issuer, now) else {
             return Ok(inactive);
         };
         return Ok(json!({
