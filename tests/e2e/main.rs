@@ -17,6 +17,8 @@ mod flow;
 mod input;
 mod login_chain;
 mod login_totp;
+// multi
+mod multi_instance;
 mod page_details;
 mod pages;
 mod proxy;
