@@ -555,13 +555,17 @@ def sqlite_phase(args, binary, work):
         if "at" not in killed and t > dur / 2:
             inst.kill9()
             killed["at"] = t
+            # The file as the crash left it (opening it replays the WAL, as the next start would).
+            con = sqlite3.connect(db_file)
+            killed["integrity"] = con.execute("pragma integrity_check").fetchone()[0]
+            con.close()
+            killed["restart"] = inst.start()
+            killed["back"] = time.perf_counter()
 
     secs, _ = drive(inst.port, client, users, stats, dur, args.concurrency, args.max_logins, refreshes=1,
                     on_tick=chaos, keep=kept)
-    restart = inst.start()
-    con = sqlite3.connect(db_file)
-    integrity = con.execute("pragma integrity_check").fetchone()[0]
-    con.close()
+    restart = killed.get("restart", float("nan"))
+    integrity = killed.get("integrity", "not run")
     # Every login whose token response arrived was committed: its latest refresh token works.
     lost = 0
     c = http.client.HTTPConnection("127.0.0.1", inst.port, timeout=10)
