@@ -456,7 +456,8 @@ async fn two_instances_behind_nginx() {
     eprintln!("new key published by A after {:?}, by B after {:?}", seen[0], seen[1]);
     for (i, s) in seen.iter().enumerate() {
         let s = s.unwrap_or_else(|| panic!("instance {i} never published the rotated key"));
-        assert!(s <= Duration::from_secs(RELOAD_SECS + 2), "instance {i} took {s:?}");
+        // One interval, plus slack for a loaded CI host.
+        assert!(s <= Duration::from_secs(RELOAD_SECS + 5), "instance {i} took {s:?}");
     }
     let after = c.jwks(&a).await;
     assert_eq!(c.jwks(&b).await, after, "both publish the same set");
