@@ -66,7 +66,7 @@ impl Deref for AppState {
 impl AppState {
     /// Connects, migrates, loads keys and templates.
     pub async fn build(config: Config, clock: Clock) -> Result<AppState, StartError> {
-        let db = Db::connect_with_timeout(&config.database_url, config.db_acquire_timeout).await?;
+        let db = Db::connect_sized(&config.database_url, config.db_acquire_timeout, config.db_pool_size).await?;
         db.migrate().await?;
         Self::with_db(config, clock, db).await
     }
@@ -254,7 +254,9 @@ async fn serve_connections(
 }
 
 async fn housekeeping(state: AppState) {
-    let mut keys_tick = tokio::time::interval(Duration::from_secs(30));
+    // Several instances share one keys folder: each looks for keys another wrote this often
+    // (a directory listing, and a read only when it changed).
+    let mut keys_tick = tokio::time::interval(state.config.keys_reload_interval);
     let mut cleanup_tick = tokio::time::interval(Duration::from_secs(600));
     // Sealed refresh successors are wiped once their grace is over, not at the next cleanup.
     let grace = state.config.refresh_grace;
@@ -262,6 +264,7 @@ async fn housekeeping(state: AppState) {
     // ops: the user gauges, one cheap query a minute and only when metrics are exported.
     let mut gauges_tick = tokio::time::interval(Duration::from_secs(60));
     keys_tick.tick().await;
+    let mut resealed_for = state.hmac_key.generation();
     reseal_totp_secrets(&state).await;
     loop {
         tokio::select! {
@@ -272,12 +275,14 @@ async fn housekeeping(state: AppState) {
                     Err(e) => tracing::error!(error = %e, "reloading signing keys failed; keeping the current set"),
                 }
                 match state.hmac_key.reload() {
-                    Ok(true) => {
-                        tracing::info!("server secret keys reloaded");
-                        reseal_totp_secrets(&state).await;
-                    }
+                    Ok(true) => tracing::info!("server secret keys reloaded"),
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, "reloading the server secret keys failed; keeping the current ones"),
+                }
+                // A request may have reloaded them early (SecretKeys::verify): reseal either way.
+                if state.hmac_key.generation() != resealed_for {
+                    resealed_for = state.hmac_key.generation();
+                    reseal_totp_secrets(&state).await;
                 }
             }
             _ = grace_tick.tick(), if grace > 0 => {

@@ -651,7 +651,10 @@ fn keys(config: &Config, cmd: KeysCmd, now: i64) -> Result<()> {
         }
         KeysCmd::Rotate => {
             let l = Keys::rotate(&config.keys_dir, retention, now)?;
-            eprintln!("rotated: running servers switch to the new keys within 30 seconds");
+            eprintln!(
+                "rotated: running servers switch to the new keys within {} seconds (CLEF_KEYS_RELOAD_INTERVAL)",
+                config.keys_reload_interval.as_secs()
+            );
             l
         }
         KeysCmd::RotateSecret => {
@@ -660,8 +663,9 @@ fn keys(config: &Config, cmd: KeysCmd, now: i64) -> Result<()> {
             }
             crate::secret_key::SecretKeys::rotate(&config.keys_dir)?;
             eprintln!(
-                "rotated {}: running servers sign with the new key within 30 seconds; the old one still verifies",
-                config.keys_dir.join(crate::secret_key::CURRENT_FILE).display()
+                "rotated {}: running servers sign with the new key within {} seconds; the old one still verifies",
+                config.keys_dir.join(crate::secret_key::CURRENT_FILE).display(),
+                config.keys_reload_interval.as_secs()
             );
             return Ok(());
         }

@@ -86,6 +86,9 @@ pub struct RawConfig {
     // dcr
     /// `off`, `open` or `token:SECRET` (RFC 7591 §3).
     pub registration: Option<String>,
+    // multi
+    pub db_pool_size: Option<i64>,
+    pub keys_reload_interval: Option<i64>,
 }
 
 /// One `[[upstream]]` table of `clef.toml`.
@@ -155,6 +158,9 @@ pub const ENV: &[(&str, &str)] = &[
     ("CLEF_AUDIT_RETENTION", "audit_retention"),
     // dcr
     ("CLEF_REGISTRATION", "registration"),
+    // multi
+    ("CLEF_DB_POOL_SIZE", "db_pool_size"),
+    ("CLEF_KEYS_RELOAD_INTERVAL", "keys_reload_interval"),
 ];
 
 #[derive(Clone, Debug)]
@@ -220,6 +226,12 @@ pub struct Config {
     pub audit_retention: i64,
     // dcr
     pub registration: Registration,
+    // multi
+    /// Database connections this instance may hold at most (`None`: the backend's default).
+    pub db_pool_size: Option<u32>,
+    /// How often the keys folder is checked for keys another instance (or `clef keys rotate`)
+    /// wrote; instances agree on the JWKS within this time.
+    pub keys_reload_interval: std::time::Duration,
 }
 
 /// Who may register clients at the registration endpoint (RFC 7591 §3).
@@ -389,6 +401,9 @@ impl RawConfig {
                 "CLEF_AUDIT_RETENTION" => self.audit_retention = Some(v),
                 // dcr
                 "CLEF_REGISTRATION" => self.registration = Some(v),
+                // multi
+                "CLEF_DB_POOL_SIZE" => self.db_pool_size = Some(v.trim().parse().map_err(|_| bad(var, "not a whole number"))?),
+                "CLEF_KEYS_RELOAD_INTERVAL" => self.keys_reload_interval = Some(int()?),
                 _ => {}
             }
         }
@@ -554,6 +569,13 @@ impl RawConfig {
             }
             Some(_) => return Err(bad("CLEF_REGISTRATION", "must be off, open or token:SECRET")),
         };
+        // multi
+        let db_pool_size = match self.db_pool_size {
+            None => None,
+            Some(n @ 1..=1000) => Some(n as u32),
+            Some(_) => return Err(bad("CLEF_DB_POOL_SIZE", "must be between 1 and 1000")),
+        };
+        let keys_reload_interval = secs("CLEF_KEYS_RELOAD_INTERVAL", self.keys_reload_interval, 10)?;
         let upstreams = upstreams(
             self.google_client_id,
             self.google_client_secret,
@@ -601,6 +623,9 @@ impl RawConfig {
             shutdown_grace,
             audit_retention,
             registration,
+            // multi
+            db_pool_size,
+            keys_reload_interval,
         })
     }
 }

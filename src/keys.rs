@@ -257,6 +257,8 @@ pub struct Keys {
     retention: i64,
     set: RwLock<Arc<KeySet>>,
     listing: Mutex<Vec<String>>,
+    /// When a token with an unknown `kid` last made us look at the folder early.
+    early_reload_at: std::sync::atomic::AtomicI64,
 }
 
 struct KeyFile {
@@ -456,6 +458,7 @@ impl Keys {
             retention,
             set: RwLock::new(Arc::new(build(&files, retention, now)?)),
             listing: Mutex::new(listing(&files)),
+            early_reload_at: std::sync::atomic::AtomicI64::new(i64::MIN),
         })
     }
 
@@ -484,6 +487,39 @@ impl Keys {
             Err(poisoned) => *poisoned.into_inner() = set,
         }
         Ok(true)
+    }
+
+    /// `KeySet::verify` on the live set. With several instances on one keys folder, another
+    /// instance may sign with a key written after our last periodic reload: a token naming a
+    /// `kid` we do not know makes one early reload (at most once a second, so forged kids
+    /// cannot turn into a folder scan per request) and is checked again.
+    pub fn verify<T: DeserializeOwned>(&self, token: &str, issuer: &str, now: i64) -> Result<(T, Option<String>), VerifyError> {
+        use std::sync::atomic::Ordering;
+        match self.get().verify(token, issuer) {
+            Err(VerifyError::UnknownKey) => {
+                let last = self.early_reload_at.load(Ordering::Relaxed);
+                if last >= now
+                    || self
+                        .early_reload_at
+                        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_err()
+                {
+                    return Err(VerifyError::UnknownKey);
+                }
+                match self.reload(now) {
+                    Ok(true) => {
+                        tracing::info!("signing keys reloaded early: a token named a key written since the last reload");
+                        self.get().verify(token, issuer)
+                    }
+                    Ok(false) => Err(VerifyError::UnknownKey),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reloading signing keys failed; keeping the current set");
+                        Err(VerifyError::UnknownKey)
+                    }
+                }
+            }
+            other => other,
+        }
     }
 
     pub fn list(dir: &Path, retention: i64, now: i64) -> Result<Vec<KeyInfo>, KeyError> {
@@ -580,6 +616,46 @@ mod tests {
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Issue 11: instance B signs with a key `keys rotate` wrote after instance A's last
+    /// periodic reload; A still verifies B's token (one early reload), and a forged `kid`
+    /// right after does not make A scan the folder again within the second.
+    #[test]
+    fn a_key_another_instance_already_uses_verifies_at_once() {
+        #[derive(Serialize, Deserialize)]
+        struct C {
+            iss: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_700_000_000;
+        let a = Keys::load_or_generate(dir.path(), 3600, t0).unwrap();
+        Keys::rotate(dir.path(), 3600, t0 + 5).unwrap();
+        let b = Keys::load_or_generate(dir.path(), 3600, t0 + 5).unwrap();
+        let claims = C {
+            iss: "https://id.example".into(),
+        };
+        let tokens: Vec<String> = Alg::ALL.iter().map(|&alg| b.get().sign(alg, "JWT", &claims).unwrap()).collect();
+        for token in &tokens {
+            let stale = a.get().verify::<C>(token, "https://id.example");
+            assert!(matches!(stale, Err(VerifyError::UnknownKey)));
+        }
+        for token in &tokens {
+            let (got, _) = a.verify::<C>(token, "https://id.example", t0 + 6).unwrap();
+            assert_eq!(got.iss, "https://id.example");
+        }
+        assert_eq!(a.get().jwks_json, b.get().jwks_json, "A now publishes what B does");
+        // A token naming a kid nobody has: refused, and no second early reload this second.
+        Keys::rotate(dir.path(), 3600, t0 + 7).unwrap();
+        let forged = format!("{}.e30.AA", b64url(br#"{"alg":"ES256","kid":"nope"}"#));
+        assert!(matches!(
+            a.verify::<C>(&forged, "https://id.example", t0 + 6),
+            Err(VerifyError::UnknownKey)
+        ));
+        assert_ne!(
+            a.get().jwks_json,
+            Keys::load_or_generate(dir.path(), 3600, t0 + 7).unwrap().get().jwks_json
+        );
     }
 
     #[test]

@@ -48,6 +48,10 @@ struct Inner {
     source: Source,
     /// Never empty; the first key signs.
     ring: RwLock<Arc<Vec<Vec<u8>>>>,
+    /// When a value no key matched last made us re-read the folder early.
+    early_reload: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Bumped by every reload that changed the keys, whoever triggered it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The live key ring, cheap to clone.
@@ -73,6 +77,8 @@ impl SecretKeys {
         Ok(SecretKeys(Arc::new(Inner {
             source,
             ring: RwLock::new(Arc::new(ring)),
+            early_reload: std::sync::Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })))
     }
 
@@ -95,8 +101,25 @@ impl SecretKeys {
 
     /// Whether `presented` is the HMAC of `parts` under any key. Every key is tried, each
     /// compare in constant time, so the answer's timing says nothing about which matched.
+    ///
+    /// Several instances share the folder: a value signed by an instance that already read a
+    /// key rotated moments ago matches nothing here until our next periodic reload, so a miss
+    /// re-reads the folder once (at most once a second, so bad values cannot turn into a file
+    /// read per request) and tries again.
     pub fn verify(&self, parts: &[&str], presented: &str) -> bool {
-        self.macs(parts).iter().fold(false, |ok, m| ok | ct_eq(m, presented))
+        let check = || self.macs(parts).iter().fold(false, |ok, m| ok | ct_eq(m, presented));
+        if check() {
+            return true;
+        }
+        let due = {
+            let mut last = self.0.early_reload.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        due && matches!(self.reload(), Ok(true)) && check()
     }
 
     /// Every key, signing key first, for keys derived to other purposes (crate::secret_box).
@@ -117,7 +140,14 @@ impl SecretKeys {
             Ok(mut g) => *g = Arc::new(fresh),
             Err(p) => *p.into_inner() = Arc::new(fresh),
         }
+        self.0.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Changes with every reload that found new keys (early ones in `verify` included), so
+    /// work that follows a key change is not skipped when someone else did the reload.
+    pub fn generation(&self) -> u64 {
+        self.0.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A new signing key in the folder; the old one moves to `secret.previous`, where it still

@@ -66,7 +66,7 @@ pub async fn caller(app: &AppState, headers: &HeaderMap) -> Result<Caller, Respo
         ));
     }
     // The row proved the token live; its signed claims carry the login time (RFC 9068 §2.2.1).
-    let Ok((claims, _)) = app.keys.get().verify::<AccessTokenClaims>(&token, &app.config.issuer) else {
+    let Ok((claims, _)) = app.keys.verify::<AccessTokenClaims>(&token, &app.config.issuer, app.clock.now()) else {
         return Err(dead());
     };
     // Only a user's token has a login time; one without is no token for this API.

@@ -60,7 +60,7 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
     let hint = match params.get("id_token_hint") {
         None => Hint::Absent,
         // Expired hints are fine (OIDC Core §3.1.2.1): only our signature and issuer count.
-        Some(h) => match app.keys.get().verify::<HintClaims>(h, &app.config.issuer) {
+        Some(h) => match app.keys.verify::<HintClaims>(h, &app.config.issuer, app.clock.now()) {
             Ok((claims, typ))
                 if crate::oauth::claims::is_id_token_typ(typ.as_deref()) && audience_contains(&claims.aud, &client.client_id) =>
             {

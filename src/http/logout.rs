@@ -41,7 +41,10 @@ async fn validate(app: &AppState, params: &Params) -> Result<After, PageError> {
     let hint_aud = match params.get("id_token_hint") {
         None => None,
         Some(h) => {
-            let (claims, typ) = app.keys.get().verify::<HintClaims>(h, &app.config.issuer).map_err(|_| bad())?;
+            let (claims, typ) = app
+                .keys
+                .verify::<HintClaims>(h, &app.config.issuer, app.clock.now())
+                .map_err(|_| bad())?;
             if !crate::oauth::claims::is_id_token_typ(typ.as_deref()) {
                 return Err(bad());
             }

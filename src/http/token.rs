@@ -195,7 +195,7 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: B
     };
     match crate::oauth::introspect::introspect(
         &app.db,
-        &app.keys.get(),
+        &app.keys,
         &app.hmac_key,
         &app.config.issuer,
         &client,

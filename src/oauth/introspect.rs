@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::OAuthError;
 use super::claims::AccessTokenClaims;
-use crate::keys::KeySet;
+use crate::keys::Keys;
 use crate::secret::sha256_b64;
 use crate::store::{Client, Db, UserinfoRow};
 
@@ -48,7 +48,7 @@ pub async fn revoke(db: &Db, client: &Client, token: &str) -> Result<(), OAuthEr
 /// what a resource server needs and no personal data (no email).
 pub async fn introspect(
     db: &Db,
-    keys: &KeySet,
+    keys: &Keys,
     hmac_key: &crate::secret_key::SecretKeys,
     issuer: &str,
     caller: &Client,
@@ -65,7 +65,7 @@ pub async fn introspect(
             return Ok(inactive);
         }
         // The row proves the token is ours; the claims give the times and ids to report.
-        let Ok((claims, _)) = keys.verify::<AccessTokenClaims>(token, issuer) else {
+        let Ok((claims, _)) = keys.verify::<AccessTokenClaims>(token, issuer, now) else {
             return Ok(inactive);
         };
         return Ok(json!({

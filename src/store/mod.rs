@@ -120,6 +120,11 @@ impl StoreError {
 fn is_outage(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        // A connection cut while it is being set up (the server going down, or a proxy or
+        // pooler in front of a database that is down accepting and then closing) surfaces as a
+        // protocol error, e.g. "unexpected response from SSLRequest": about the link, not the
+        // query, and a retry on a fresh connection is the cure.
+        sqlx::Error::Protocol(_) => true,
         // PostgreSQL SQLSTATE class 08 (connection exception), 53300 (too many connections),
         // 57P01-57P03 (shut down by an administrator, crashed, not accepting connections yet),
         // 55000 (the database does not allow connections now), 3D000 (it is gone).
@@ -153,6 +158,14 @@ impl Db {
     /// `acquire_timeout` bounds every wait for a connection, so an outage answers 503 in that
     /// time rather than hanging each request.
     pub async fn connect_with_timeout(url: &str, acquire_timeout: Duration) -> Result<Db> {
+        Self::connect_sized(url, acquire_timeout, None).await
+    }
+
+    /// As `connect_with_timeout`, with at most `pool_size` connections (`CLEF_DB_POOL_SIZE`;
+    /// `None`: 8 on SQLite, which has one writer anyway, 16 on PostgreSQL). Several instances
+    /// on one PostgreSQL each hold up to their pool size, so instances × pool size must stay
+    /// under the server's `max_connections`.
+    pub async fn connect_sized(url: &str, acquire_timeout: Duration, pool_size: Option<u32>) -> Result<Db> {
         if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let options = SqliteConnectOptions::from_str(url)
@@ -174,7 +187,7 @@ impl Db {
             }
             let file = options.get_filename().to_owned();
             // An in-memory database exists once per connection, so it gets exactly one.
-            let max = if memory { 1 } else { 8 };
+            let max = if memory { 1 } else { pool_size.unwrap_or(8) };
             // Creating the file and switching it to WAL races when two instances start on a
             // new database; the migration lock serialises that first connection too.
             let _lock = match memory {
@@ -198,7 +211,7 @@ impl Db {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url(e.to_string()))?;
             let pool = PgPoolOptions::new()
-                .max_connections(16)
+                .max_connections(pool_size.unwrap_or(16))
                 .acquire_timeout(acquire_timeout)
                 .connect_with(options.clone())
                 .await;

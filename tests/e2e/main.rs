@@ -24,6 +24,8 @@ mod login_totp;
 mod login_upstream;
 // ops
 mod ops;
+// multi
+mod multi_instance;
 mod page_details;
 mod pages;
 mod proxy;
