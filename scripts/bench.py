@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""clef benchmark: start-up, idle memory, and discovery / JWKS / userinfo / code exchange under
-load on loopback, measured with wrk. Reports requests/s, p50/p99 latency and the server's CPU
+"""clef benchmark: start-up, idle memory, and discovery / JWKS / userinfo / introspection / code
+exchange / refresh (rotating each time) under load on loopback, measured with wrk. Reports requests/s, p50/p99 latency and the server's CPU
 time per request (from /proc/PID/stat), the figure that holds on a noisy shared machine.
 A last phase runs concurrent password logins (argon2) and reports the server's peak resident
 memory during it and its resident memory 10 s after.
 
 Usage: python3 scripts/bench.py [--duration 10] [--connections 32] [--skip-build] [--binary PATH]
+                                [--only discovery,jwks,userinfo,introspection,code,refresh,logins]
 Only 127.0.0.1 is ever contacted; every load run is bounded by --duration.
 """
 import argparse
@@ -205,6 +206,45 @@ end
 """
 
 
+# A refresh token is single-use: each thread keeps a queue of live tokens, one per grant
+# ("family"), sends the newest, and queues the successor the answer carries. With more families
+# than the thread's connections, a request never waits for a token; a failed answer loses its
+# family, and once the queue is dry the requests fail and count as errors.
+WRK_LUA_REFRESH = r"""
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+function init(args)
+  local step, n = tonumber(os.getenv("CLEF_BENCH_THREADS")), 0
+  queue = {}
+  for line in io.lines(os.getenv("CLEF_BENCH_REFRESH")) do
+    n = n + 1
+    if (n - id) % step == 0 then queue[#queue + 1] = line end
+  end
+  headers = { ["Content-Type"] = "application/x-www-form-urlencoded",
+              ["Authorization"] = "Basic " .. os.getenv("CLEF_BENCH_AUTH") }
+end
+function request()
+  local t = table.remove(queue, 1) or "exhausted"
+  return wrk.format("POST", "/token", headers, "grant_type=refresh_token&refresh_token=" .. t)
+end
+function response(status, hdrs, body)
+  local t = body:match('"refresh_token":"([^"]+)"')
+  if t then queue[#queue + 1] = t end
+end
+"""
+
+# The same form posted on every request (introspection, client_credentials).
+WRK_LUA_STATIC_POST = r"""
+wrk.method = "POST"
+wrk.body = os.getenv("CLEF_BENCH_BODY")
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic " .. os.getenv("CLEF_BENCH_AUTH")
+"""
+
+
 def wrk(url, pid, duration, connections, threads, headers=(), script=None, env=None):
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     for h in headers:
@@ -228,6 +268,69 @@ def wrk(url, pid, duration, connections, threads, headers=(), script=None, env=N
             "requests": total, "errors": int(bad.group(1)) if bad else 0}
 
 
+PHASES = ["discovery", "jwks", "userinfo", "introspection", "code", "refresh", "logins"]
+
+
+class Bench:
+    """One running server and what the phases share: the client, a session, the wrk settings."""
+
+    def __init__(self, args, binary, env, port, pid, work, client, redirect):
+        self.args, self.binary, self.env, self.port, self.pid, self.work = args, binary, env, port, pid, work
+        self.client, self.redirect = client, redirect
+        self.base = f"http://127.0.0.1:{port}"
+        self.common = dict(pid=pid, duration=args.duration, connections=args.connections, threads=args.threads)
+        self._cookie = None
+
+    def cookie(self):
+        if self._cookie is None:
+            self._cookie = login_session(self.port, self.client["client_id"], self.redirect, "bench@example.test",
+                                         "bench password 123")
+        return self._cookie
+
+    def auth(self, client=None):
+        c = client or self.client
+        return base64.b64encode(f"{c['client_id']}:{c['client_secret']}".encode()).decode()
+
+    def post_token(self, pairs, client=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.port)
+        c.request("POST", "/token", form(pairs),
+                  {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {self.auth(client)}"})
+        r = c.getresponse()
+        body = json.loads(r.read())
+        if r.status != 200:
+            sys.exit(f"/token answered {r.status}: {body}")
+        return body
+
+    def exchange(self, client=None):
+        """A fresh code exchanged once: the tokens of a new grant."""
+        c = client or self.client
+        [code] = codes(self.port, self.cookie(), c["client_id"], self.redirect, 1)
+        return self.post_token({"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect}, c)
+
+    def script(self, name, text):
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def static_post(self, path, body, client=None, **kw):
+        """wrk posting the same form each time, authenticated as the client."""
+        wenv = dict(os.environ, CLEF_BENCH_BODY=body, CLEF_BENCH_AUTH=self.auth(client))
+        return wrk(f"{self.base}{path}", script=self.script("static.lua", WRK_LUA_STATIC_POST), env=wenv,
+                   **dict(self.common, **kw))
+
+    def refresh(self, client=None):
+        """The refresh grant, rotating each time; `client` decides the signing algorithm."""
+        families = 2 * self.args.connections + 8
+        tokens = [self.exchange(client)["refresh_token"] for _ in range(families)]
+        path = os.path.join(self.work, "refresh.txt")
+        with open(path, "w") as f:
+            f.write("\n".join(tokens) + "\n")
+        wenv = dict(os.environ, CLEF_BENCH_REFRESH=path, CLEF_BENCH_THREADS=str(self.args.threads),
+                    CLEF_BENCH_AUTH=self.auth(client))
+        return wrk(f"{self.base}/token", script=self.script("refresh.lua", WRK_LUA_REFRESH), env=wenv, **self.common)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -238,7 +341,11 @@ def main():
     ap.add_argument("--binary", help="a clef binary to measure instead of the release build (implies --skip-build)")
     ap.add_argument("--logins", type=int, default=400, help="password logins in the memory phase")
     ap.add_argument("--login-concurrency", type=int, default=20)
+    ap.add_argument("--only", help=f"comma-separated phases to run, of: {', '.join(PHASES)} (start-up and idle RSS always)")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else set(PHASES)
+    if only - set(PHASES):
+        sys.exit(f"--only: unknown phase(s) {', '.join(sorted(only - set(PHASES)))}; known: {', '.join(PHASES)}")
 
     ensure_wrk()
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
@@ -272,43 +379,51 @@ def main():
     time.sleep(1.0)
     idle_rss = rss_mib(pid)
     results = {}
+    loaded_rss = None
+    logins = None
     try:
-        base = f"http://127.0.0.1:{port}"
-        common = dict(pid=pid, duration=args.duration, connections=args.connections, threads=args.threads)
-        results["discovery"] = wrk(f"{base}/.well-known/openid-configuration", **common)
-        results["jwks"] = wrk(f"{base}/jwks", **common)
+        b = Bench(args, binary, env, port, pid, work, client, redirect)
+        if "discovery" in only:
+            results["discovery"] = wrk(f"{b.base}/.well-known/openid-configuration", **b.common)
+        if "jwks" in only:
+            results["jwks"] = wrk(f"{b.base}/jwks", **b.common)
+        if only & {"userinfo", "introspection"}:
+            access_token = b.exchange()["access_token"]
+            if "userinfo" in only:
+                results["userinfo"] = wrk(f"{b.base}/userinfo", headers=[f"Authorization: Bearer {access_token}"],
+                                          **b.common)
+            if "introspection" in only:
+                c = http.client.HTTPConnection("127.0.0.1", port)
+                c.request("POST", "/introspect", form({"token": access_token}),
+                          {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {b.auth()}"})
+                if not json.loads(c.getresponse().read()).get("active"):
+                    sys.exit("introspection does not find the access token active")
+                results["introspection"] = b.static_post("/introspect", form({"token": access_token}))
 
-        cookie = login_session(port, client["client_id"], redirect, "bench@example.test", "bench password 123")
-        [code] = codes(port, cookie, client["client_id"], redirect, 1)
-        auth = base64.b64encode(f"{client['client_id']}:{client['client_secret']}".encode()).decode()
-        c = http.client.HTTPConnection("127.0.0.1", port)
-        c.request("POST", "/token", form({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect}),
-                  {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {auth}"})
-        access_token = json.loads(c.getresponse().read())["access_token"]
-        results["userinfo"] = wrk(f"{base}/userinfo", headers=[f"Authorization: Bearer {access_token}"], **common)
-
-        # Each code is single-use: mint more than the run can spend, then post each once.
-        n = int(os.environ.get("CLEF_BENCH_CODES_N", "20000"))
-        code_list = codes(port, cookie, client["client_id"], redirect, n)
-        codes_file = os.path.join(work, "codes.txt")
-        with open(codes_file, "w") as f:
-            f.write("\n".join(code_list) + "\n")
-        script = os.path.join(work, "codes.lua")
-        with open(script, "w") as f:
-            f.write(WRK_LUA_CODES)
-        wenv = dict(os.environ, CLEF_BENCH_CODES=codes_file, CLEF_BENCH_THREADS=str(args.threads), CLEF_BENCH_AUTH=auth,
-                    CLEF_BENCH_REDIRECT=urllib.parse.quote(redirect, safe=""))
-        results["token (code exchange)"] = wrk(f"{base}/token", script=script, env=wenv,
-                                               **dict(common, duration=min(args.duration, 5)))
+        if "code" in only:
+            # Each code is single-use: mint more than the run can spend, then post each once.
+            n = int(os.environ.get("CLEF_BENCH_CODES_N", "20000"))
+            code_list = codes(port, b.cookie(), client["client_id"], redirect, n)
+            codes_file = os.path.join(work, "codes.txt")
+            with open(codes_file, "w") as f:
+                f.write("\n".join(code_list) + "\n")
+            wenv = dict(os.environ, CLEF_BENCH_CODES=codes_file, CLEF_BENCH_THREADS=str(args.threads),
+                        CLEF_BENCH_AUTH=b.auth(), CLEF_BENCH_REDIRECT=urllib.parse.quote(redirect, safe=""))
+            results["token (code exchange)"] = wrk(f"{b.base}/token", script=b.script("codes.lua", WRK_LUA_CODES),
+                                                   env=wenv, **dict(b.common, duration=min(args.duration, 5)))
+        if "refresh" in only:
+            results["token (refresh, RS256)"] = b.refresh()
         loaded_rss = rss_mib(pid)
 
-        # Password logins last: argon2 is what grows memory, and the peak is this phase's.
-        before_logins = status_mib(pid, "VmRSS")
-        done, failed, login_peak, login_secs = password_logins(
-            port, client["client_id"], redirect, pid, args.logins, args.login_concurrency, time_limit=120)
-        time.sleep(10)
-        after_logins = status_mib(pid, "VmRSS")
-        hwm = status_mib(pid, "VmHWM")
+        if "logins" in only:
+            # Password logins last: argon2 is what grows memory, and the peak is this phase's.
+            before_logins = status_mib(pid, "VmRSS")
+            done, failed, login_peak, login_secs = password_logins(
+                port, client["client_id"], redirect, pid, args.logins, args.login_concurrency, time_limit=120)
+            time.sleep(10)
+            logins = {"ok": done, "failed": failed, "seconds": login_secs, "rss_before_mib": before_logins,
+                      "rss_peak_mib": login_peak, "vm_hwm_mib": status_mib(pid, "VmHWM"),
+                      "rss_10s_after_mib": status_mib(pid, "VmRSS")}
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -317,15 +432,16 @@ def main():
           f"{'SQLite' if not args.database_url else args.database_url.split(':')[0]}")
     print(f"start-up to first answered request (existing keys, median of 5): {startup_ms:.1f} ms")
     print(f"idle RSS: {idle_rss:.1f} MiB; RSS after the load runs: {loaded_rss:.1f} MiB")
-    print(f"password logins: {done} ok, {failed} failed in {login_secs:.1f} s at {args.login_concurrency} at a time; "
-          f"RSS before {before_logins:.1f} MiB, peak {login_peak:.1f} MiB (VmHWM {hwm:.1f}), 10 s after {after_logins:.1f} MiB")
+    if logins:
+        print(f"password logins: {logins['ok']} ok, {logins['failed']} failed in {logins['seconds']:.1f} s at "
+              f"{args.login_concurrency} at a time; RSS before {logins['rss_before_mib']:.1f} MiB, peak "
+              f"{logins['rss_peak_mib']:.1f} MiB (VmHWM {logins['vm_hwm_mib']:.1f}), 10 s after "
+              f"{logins['rss_10s_after_mib']:.1f} MiB")
     print(f"{'endpoint':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}{'errors':>8}")
     for name, r in results.items():
         print(f"{name:<24}{r['rps']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['cpu_ms_per_req']:>12.4f}{r['errors']:>8}")
     print(json.dumps({"startup_ms": startup_ms, "idle_rss_mib": idle_rss, "loaded_rss_mib": loaded_rss,
-                      "logins": {"ok": done, "failed": failed, "seconds": login_secs, "rss_before_mib": before_logins,
-                                 "rss_peak_mib": login_peak, "vm_hwm_mib": hwm, "rss_10s_after_mib": after_logins},
-                      **results}))
+                      "logins": logins, **results}))
 
 
 if __name__ == "__main__":
