@@ -239,6 +239,13 @@ impl KeySet {
     }
 }
 
+/// The claims of a compact JWS, signature unchecked: only for a token already proven ours,
+/// such as one whose hash matched a row stored when we signed it.
+pub fn payload_of<T: DeserializeOwned>(token: &str) -> Option<T> {
+    let p = token.split('.').nth(1)?;
+    serde_json::from_slice(&b64url_decode(p)?).ok()
+}
+
 #[derive(Deserialize)]
 struct JwsHeader {
     alg: String,

@@ -195,7 +195,6 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: B
     };
     match crate::oauth::introspect::introspect(
         &app.db,
-        &app.keys,
         &app.hmac_key,
         &app.config.issuer,
         &client,
