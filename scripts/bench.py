@@ -268,7 +268,7 @@ def wrk(url, pid, duration, connections, threads, headers=(), script=None, env=N
             "requests": total, "errors": int(bad.group(1)) if bad else 0}
 
 
-PHASES = ["discovery", "jwks", "userinfo", "introspection", "code", "refresh", "logins"]
+PHASES = ["discovery", "jwks", "userinfo", "introspection", "code", "refresh", "refresh-es256", "client-credentials", "logins"]
 
 
 class Bench:
@@ -362,6 +362,11 @@ def main():
     redirect = "http://127.0.0.1/bench/cb"
     client = json.loads(run_cli(binary, env, "clients", "create", "--name", "bench", "--redirect-uri", redirect,
                                 "--skip-consent", "--json"))
+    # The same code-flow client with ES256 access and ID tokens, and a service client.
+    client_es = json.loads(run_cli(binary, env, "clients", "create", "--name", "bench-es256", "--redirect-uri",
+                                   redirect, "--skip-consent", "--token-alg", "ES256", "--json"))
+    service = json.loads(run_cli(binary, env, "clients", "create", "--name", "bench-svc", "--grant-type",
+                                 "client_credentials", "--scope", "bench", "--json"))
     run_cli(binary, env, "users", "create", "--email", "bench@example.test", "--role", "CLIENT", "--verified",
             stdin="bench password 123\n")
 
@@ -413,6 +418,12 @@ def main():
                                                    env=wenv, **dict(b.common, duration=min(args.duration, 5)))
         if "refresh" in only:
             results["token (refresh, RS256)"] = b.refresh()
+        if "refresh-es256" in only:
+            results["token (refresh, ES256)"] = b.refresh(client_es)
+        if "client-credentials" in only:
+            b.post_token({"grant_type": "client_credentials"}, service)
+            results["token (client_credentials)"] = b.static_post(
+                "/token", form({"grant_type": "client_credentials", "scope": "bench"}), service)
         loaded_rss = rss_mib(pid)
 
         if "logins" in only:

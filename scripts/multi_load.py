@@ -423,7 +423,9 @@ def postgres_phases(args, binary, work, phases):
     instances, nginx = [], None
     try:
         env = dict(os.environ, CLEF_DATABASE_URL=db_url, CLEF_KEYS_DIR=os.path.join(work, "keys"),
-                   CLEF_OUTBOX_DIR=os.path.join(work, "outbox"), CLEF_LOG="warn", CLEF_TRUSTED_PROXIES="127.0.0.1")
+                   CLEF_OUTBOX_DIR=os.path.join(work, "outbox"), CLEF_LOG="warn", CLEF_TRUSTED_PROXIES="127.0.0.1",
+                   # The double posts below must count a replay as theft at once, not as a retry.
+                   CLEF_REFRESH_GRACE="0")
         env.pop("CLEF_SECRET_KEY", None)
         a = Instance("a", binary, env, work)
         b = Instance("b", binary, env, work)

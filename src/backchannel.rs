@@ -119,10 +119,19 @@ async fn attempt(state: &AppState, http: &reqwest::Client, p: &PendingLogout) ->
         return state.db.backchannel_done(&p.notification_id).await;
     };
     let now = state.clock.now();
+    // The queue holds the local user id; a pairwise client knows the user by its own `sub`
+    // (OIDC Core §8.1), the one its ID tokens carried.
+    let sub = match crate::oauth::pairwise::subject(&state.db, &state.hmac_key, &client, &p.sub).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(client_id = %client.client_id, error = %e, "back-channel logout: pairwise subject unavailable");
+            return retry_or_give_up(state, p, now, "pairwise subject unavailable").await;
+        }
+    };
     let claims = LogoutTokenClaims::new(
         &state.config.issuer,
         &client.client_id,
-        &p.sub,
+        &sub,
         &p.sid,
         client.backchannel_logout_session_required,
         random_token(16),

@@ -15,6 +15,9 @@ pub enum Kind {
     Locked,
     VerifyEmail,
     Welcome,
+    /// An account made at a first login with an upstream provider: nothing was proven by mail,
+    /// so the mail does not say the address is confirmed.
+    WelcomeUpstream,
     AccountExists,
     ResetPassword,
     PasswordChanged,
@@ -45,6 +48,7 @@ impl Kind {
             Kind::Locked => "mail.locked",
             Kind::VerifyEmail => "mail.verify_email",
             Kind::Welcome => "mail.welcome",
+            Kind::WelcomeUpstream => "mail.welcome_upstream",
             Kind::AccountExists => "mail.account_exists",
             Kind::ResetPassword => "mail.reset_password",
             Kind::PasswordChanged => "mail.password_changed",
@@ -63,7 +67,9 @@ impl Kind {
     fn link_label(self) -> &'static str {
         match self {
             Kind::SignupOffer => "mail.signup_link_label",
-            Kind::Locked | Kind::CodesLocked | Kind::Welcome | Kind::AccountExists | Kind::PasswordChanged => "mail.login_link_label",
+            Kind::Locked | Kind::CodesLocked | Kind::Welcome | Kind::WelcomeUpstream | Kind::AccountExists | Kind::PasswordChanged => {
+                "mail.login_link_label"
+            }
             Kind::LoginCode | Kind::SecondFactor | Kind::VerifyEmail | Kind::ResetPassword => "mail.link_label",
             Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => {
                 "mail.two_factor_link_label"
@@ -82,7 +88,7 @@ impl Kind {
             Kind::SecondFactor => "mail.button.finish_sign_in",
             Kind::VerifyEmail => "mail.button.verify",
             Kind::SignupOffer => "mail.button.create_account",
-            Kind::Welcome => "mail.button.account",
+            Kind::Welcome | Kind::WelcomeUpstream => "mail.button.account",
             Kind::PasswordChanged | Kind::ResetPassword => "mail.button.reset",
             Kind::SecondFactorLocked | Kind::TotpEnabled | Kind::TotpDisabled | Kind::BackupCodesRegenerated => "mail.button.account",
             Kind::EmailChanged | Kind::EmailInUse => "mail.button.sign_in",

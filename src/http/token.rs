@@ -193,16 +193,7 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, body: B
     let Some(token) = params.get("token") else {
         return json_error(&OAuthError::invalid_request("token is required"));
     };
-    match crate::oauth::introspect::introspect(
-        &app.db,
-        &app.hmac_key,
-        &app.config.issuer,
-        &client,
-        token,
-        app.clock.now(),
-    )
-    .await
-    {
+    match crate::oauth::introspect::introspect(&app.db, &app.hmac_key, &app.config.issuer, &client, token, app.clock.now()).await {
         Ok(v) => no_store_json(&v),
         Err(e) => json_error(&e),
     }

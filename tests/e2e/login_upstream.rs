@@ -158,6 +158,8 @@ async fn first_login_creates_then_sub_finds(h: &TestServer) {
     assert_eq!(user.name.as_deref(), Some("Ana Upstream"));
     let welcome = f.down.mail.last_to("ana@gmail.example");
     assert_eq!(welcome.subject, "Welcome");
+    // Nothing was proven by mail here: the upstream's welcome does not claim the address was confirmed.
+    assert!(welcome.text.contains("another provider"), "{}", welcome.text);
     let kinds = events(&f, &user.user_id).await;
     for k in [EventKind::AccountCreatedByUpstream, EventKind::UpstreamLogin, EventKind::Login] {
         assert!(kinds.contains(&k), "{k:?} in {kinds:?}");

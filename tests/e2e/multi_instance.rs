@@ -50,6 +50,9 @@ impl Instance {
             .env("CLEF_TRUSTED_PROXIES", "127.0.0.1")
             .env("CLEF_KEYS_RELOAD_INTERVAL", RELOAD_SECS.to_string())
             .env("CLEF_DB_POOL_SIZE", "4")
+            // A replay below must count as theft at once; the refresh grace has its own
+            // cross-instance tests (tests/e2e/grants.rs).
+            .env("CLEF_REFRESH_GRACE", "0")
             .env("CLEF_MAX_CONCURRENT_HASHES", "2")
             .env("CLEF_LOG", "info,sqlx::query=error")
             .env_remove("CLEF_SECRET_KEY")

@@ -423,7 +423,16 @@ async fn create(
     tx.commit().await?;
     tracing::info!(user_id = %user.user_id, upstream = %up.id, email_verified = i.email_verified, "account created by an upstream login");
     let link = format!("{}{}", d.issuer, paths::ACCOUNT);
-    notify::send_later(d.pages, d.mailer, d.issuer, Kind::Welcome, &email, locale, None, Some(&link));
+    notify::send_later(
+        d.pages,
+        d.mailer,
+        d.issuer,
+        Kind::WelcomeUpstream,
+        &email,
+        locale,
+        None,
+        Some(&link),
+    );
     let Some(created) = d.db.user_get(&user.user_id).await? else {
         return Ok(engine::over(&live.attempt, Why::UserGone));
     };
