@@ -31,7 +31,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::RequestUriNotSupported
         | ErrorCode::InvalidTarget
         | ErrorCode::InvalidRedirectUri
-        | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidClientMetadata
+        | ErrorCode::InvalidRequestObject => StatusCode::BAD_REQUEST,
     }
 }
 

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     /// RFC 7591 §3.2.2.
     InvalidRedirectUri,
     InvalidClientMetadata,
+    /// reqobj: OIDC Core §3.1.2.6, a request object that fails its checks.
+    InvalidRequestObject,
 }
 
 impl ErrorCode {
@@ -58,6 +60,7 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidRequestObject => "invalid_request_object",
         }
     }
 }

@@ -52,8 +52,10 @@ pub fn document(config: &Config) -> Value {
             "address", "roles", "sid"
         ],
         "claim_types_supported": ["normal"],
-        "claims_parameter_supported": false,
-        "request_parameter_supported": false,
+        "claims_parameter_supported": true,
+        // reqobj: by value only (RFC 9101 §5.1); request_uri is answered request_uri_not_supported.
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": super::request_object::ALGS,
         "request_uri_parameter_supported": false,
         "require_request_uri_registration": false,
         "acr_values_supported": ACR_SUPPORTED,
