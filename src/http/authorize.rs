@@ -345,7 +345,10 @@ async fn issue_code(app: &AppState, req: &AuthorizeRequest, approval: Approval) 
                 expires_at: now + app.config.code_ttl,
                 sid: approval.sid,
                 resources: req.resources.clone(),
-                claims: (!req.claims.is_empty()).then(|| serde_json::to_string(&req.claims)).transpose().map_err(PageError::internal)?,
+                claims: (!req.claims.is_empty())
+                    .then(|| serde_json::to_string(&req.claims))
+                    .transpose()
+                    .map_err(PageError::internal)?,
             },
             now,
         )

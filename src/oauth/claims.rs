@@ -164,7 +164,8 @@ impl ClaimsRequest {
                             acr.values.push(v.to_owned());
                         }
                         if let Some(vs) = o.get("values").and_then(serde_json::Value::as_array) {
-                            acr.values.extend(vs.iter().filter_map(serde_json::Value::as_str).map(str::to_owned));
+                            acr.values
+                                .extend(vs.iter().filter_map(serde_json::Value::as_str).map(str::to_owned));
                         }
                     }
                     continue;
