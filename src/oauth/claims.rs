@@ -276,6 +276,34 @@ mod tests {
         assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
     }
 
+    /// OIDC Core §5.5: known names kept per place, unknown ignored, `acr` read apart.
+    #[test]
+    fn claims_request_parsing() {
+        let (c, acr) = ClaimsRequest::parse(
+            r#"{"userinfo": {"email": {"essential": true}, "shoe": null},
+                "id_token": {"name": null, "acr": {"essential": true, "values": ["urn:clef:acr:2fa"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.userinfo, ["email"]);
+        assert_eq!(c.id_token, ["name"]);
+        assert_eq!(
+            acr,
+            AcrRequest {
+                values: vec![ACR_2FA.into()],
+                essential: true
+            }
+        );
+        for bad in [
+            "nope",
+            "[]",
+            r#"{"userinfo": 1}"#,
+            r#"{"id_token": {"name": true}}"#,
+            r#"{"id_token": {"name": {"essential": 1}}}"#,
+        ] {
+            assert!(ClaimsRequest::parse(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn claims_follow_scope() {
         let user = User {

@@ -80,15 +80,15 @@ pub fn parameters(opened: &Opened<'_>, client: &Client, issuer: &str, now: i64) 
             return Err(invalid("request object aud must name the issuer"));
         }
     }
-    if let Some(exp) = c.get("exp") {
-        if exp.as_i64().is_none_or(|e| e + SKEW <= now) {
-            return Err(invalid("request object has expired"));
-        }
+    if let Some(exp) = c.get("exp")
+        && exp.as_i64().is_none_or(|e| e + SKEW <= now)
+    {
+        return Err(invalid("request object has expired"));
     }
-    if let Some(nbf) = c.get("nbf") {
-        if nbf.as_i64().is_none_or(|n| n > now + SKEW) {
-            return Err(invalid("request object is not valid yet"));
-        }
+    if let Some(nbf) = c.get("nbf")
+        && nbf.as_i64().is_none_or(|n| n > now + SKEW)
+    {
+        return Err(invalid("request object is not valid yet"));
     }
     if c.get("client_id").is_some() && text("client_id") != Some(client.client_id.as_str()) {
         return Err(invalid("request object client_id does not match"));
@@ -122,4 +122,100 @@ pub fn parameters(opened: &Opened<'_>, client: &Client, issuer: &str, now: i64) 
         }
     }
     Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::b64url;
+
+    fn client(registered: Option<&str>) -> Client {
+        let meta = crate::store::ClientMeta {
+            request_object_signing_alg: registered.map(str::to_owned),
+            ..Default::default()
+        };
+        Client {
+            client_id: "c1".into(),
+            secret_hash: None,
+            name: "c".into(),
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![],
+            is_public: true,
+            skip_consent: false,
+            id_token_alg: "RS256".into(),
+            require_2fa: false,
+            created_at: 0,
+            meta,
+            registration_token_hash: None,
+            secret_sealed: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
+            scopes: vec![],
+            resources: vec![],
+            access_token_alg: "RS256".into(),
+        }
+    }
+
+    fn jwt(alg: &str, claims: &Value, sig: &str) -> String {
+        let h = serde_json::json!({ "alg": alg }).to_string();
+        format!("{}.{}.{sig}", b64url(h.as_bytes()), b64url(claims.to_string().as_bytes()))
+    }
+
+    /// OIDC Core §6.1 / Registration §2: `none` unless the client registered a signing alg;
+    /// a registered alg is the only one accepted.
+    #[test]
+    fn algorithm_rule() {
+        let c = serde_json::json!({ "scope": "openid" });
+        for (registered, alg, sig, ok) in [
+            (None, "none", "", true),
+            (Some("none"), "none", "", true),
+            (Some("ES256"), "none", "", false),
+            (None, "none", "c2ln", false),
+            (None, "HS256", "c2ln", false),
+            (Some("RS256"), "ES256", "c2ln", false),
+            (Some("ES256"), "ES256", "c2ln", true),
+            (None, "PS256", "c2ln", true),
+        ] {
+            let t = jwt(alg, &c, sig);
+            let got = open(&client(registered), &t);
+            assert_eq!(got.is_ok(), ok, "{registered:?} {alg} {sig:?}");
+            if let Err(e) = got {
+                assert_eq!(e.code, ErrorCode::InvalidRequestObject);
+            }
+        }
+        assert!(open(&client(None), &"a".repeat(MAX_REQUEST + 1)).is_err());
+    }
+
+    #[test]
+    fn parameters_replace_and_check() {
+        let c = client(None);
+        let t = jwt(
+            "none",
+            &serde_json::json!({ "client_id": "c1", "max_age": 30, "claims": {"userinfo": {"email": null}},
+                "resource": ["https://a/", "https://b/"], "jti": "x" }),
+            "",
+        );
+        let opened = open(&c, &t).unwrap();
+        let p = parameters(&opened, &c, "https://idp", 0).unwrap();
+        assert!(p.contains(&("client_id".into(), "c1".into())));
+        assert!(p.contains(&("max_age".into(), "30".into())));
+        assert!(p.contains(&("claims".into(), r#"{"userinfo":{"email":null}}"#.into())));
+        assert_eq!(p.iter().filter(|(k, _)| k == "resource").count(), 2);
+        assert!(!p.iter().any(|(k, _)| k == "jti"));
+        for bad in [
+            serde_json::json!({ "client_id": "c2" }),
+            serde_json::json!({ "request_uri": "https://x" }),
+            serde_json::json!({ "exp": -100 }),
+            serde_json::json!({ "scope": null }),
+        ] {
+            let t = jwt("none", &bad, "");
+            let opened = open(&c, &t).unwrap();
+            assert_eq!(
+                parameters(&opened, &c, "https://idp", 0).unwrap_err().code,
+                ErrorCode::InvalidRequestObject,
+                "{bad}"
+            );
+        }
+    }
 }

@@ -566,6 +566,7 @@ mod tests {
             expires_at: now + 60,
             sid: None,
             resources: vec![],
+            claims: None,
         }
     }
 

@@ -129,6 +129,7 @@ impl Tx {
 
     /// Records the grant a redeemed code starts, in the transaction that stores its tokens.
     /// `sid`: the login session it came from, whose end revokes it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn grant_open(
         &mut self,
         grant_id: &str,
