@@ -60,7 +60,7 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
     };
     // reqobj: RFC 9101 §5, the request object's parameters replace the query's. Its own
     // errors go to the query's redirect_uri when that one is registered, else to a page.
-    let params = if params.get("request").is_some() {
+    let params = if params.get("request").is_some() || params.get("request_uri").is_some() {
         match expand_request(&app, &params, &client).await {
             Ok(p) => p,
             Err(e) => {
@@ -110,13 +110,19 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
 /// unknown key) and claims are checked.
 async fn expand_request(app: &AppState, params: &Params, client: &Client) -> Result<Params, OAuthError> {
     use crate::oauth::request_object::{self, invalid};
-    if params.get("request_uri").is_some() {
-        return Err(OAuthError::invalid_request("request and request_uri cannot both be sent"));
+    if params.is_repeated("request") || params.is_repeated("request_uri") {
+        return Err(OAuthError::invalid_request("parameter request or request_uri is repeated"));
     }
-    if params.is_repeated("request") {
-        return Err(OAuthError::invalid_request("parameter request is repeated"));
-    }
-    let jwt = params.get("request").unwrap_or_default();
+    let fetched;
+    let jwt = match (params.get("request"), params.get("request_uri")) {
+        (Some(_), Some(_)) => return Err(OAuthError::invalid_request("request and request_uri cannot both be sent")),
+        (Some(jwt), None) => jwt,
+        (None, Some(uri)) => {
+            fetched = fetch_request_uri(app, client, uri).await?;
+            fetched.as_str()
+        }
+        (None, None) => return Err(OAuthError::invalid_request("request is required")),
+    };
     let opened = request_object::open(client, jwt)?;
     let now = app.clock.now();
     if opened.signed {
@@ -146,6 +152,36 @@ async fn expand_request(app: &AppState, params: &Params, client: &Client) -> Res
     }
     let pairs = request_object::parameters(&opened, client, &app.config.issuer, now)?;
     Ok(Params::from_pairs(pairs))
+}
+
+/// reqobj: RFC 9101 §5.2.3 / OIDC Core §6.2. The object behind a `request_uri`, fetched with
+/// the same rules as a `jwks_uri` (https, or loopback when clef runs there; no redirects; a
+/// short timeout) and bounded in size. RFC 9101 §10.4: so that clef is not made to fetch any
+/// URL a stranger writes into an authorization link, the host must be one of the client's
+/// registered redirect URIs.
+async fn fetch_request_uri(app: &AppState, client: &Client, uri: &str) -> Result<String, OAuthError> {
+    use crate::oauth::request_object::MAX_REQUEST;
+    let bad = |why: &'static str| OAuthError::new(ErrorCode::InvalidRequestUri, why);
+    // RFC 9101 §5.2: at most 512 ASCII characters.
+    if uri.len() > 512 {
+        return Err(bad("request_uri is too long"));
+    }
+    let host = |u: &str| url::Url::parse(u).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let wanted = host(uri).ok_or_else(|| bad("request_uri is not a URL"))?;
+    if !client.redirect_uris.iter().any(|r| host(r).as_deref() == Some(wanted.as_str())) {
+        return Err(bad("request_uri must be on the host of a registered redirect_uri"));
+    }
+    let body = app
+        .fetcher
+        .get_bounded(uri, "application/oauth-authz-req+jwt, application/jwt", MAX_REQUEST)
+        .await
+        .map_err(|e| {
+            tracing::info!(client_id = %client.client_id, error = %e, "request_uri unusable");
+            bad("request_uri could not be fetched")
+        })?;
+    String::from_utf8(body)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| bad("request_uri does not hold a JWT"))
 }
 
 fn audience_contains(aud: &serde_json::Value, client_id: &str) -> bool {

@@ -32,7 +32,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::InvalidTarget
         | ErrorCode::InvalidRedirectUri
         | ErrorCode::InvalidClientMetadata
-        | ErrorCode::InvalidRequestObject => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidRequestObject
+        | ErrorCode::InvalidRequestUri => StatusCode::BAD_REQUEST,
     }
 }
 

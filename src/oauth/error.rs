@@ -33,6 +33,8 @@ pub enum ErrorCode {
     InvalidClientMetadata,
     /// reqobj: OIDC Core §3.1.2.6, a request object that fails its checks.
     InvalidRequestObject,
+    /// reqobj: OIDC Core §3.1.2.6, a request_uri that cannot be fetched or is not allowed.
+    InvalidRequestUri,
 }
 
 impl ErrorCode {
@@ -61,6 +63,7 @@ impl ErrorCode {
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::InvalidRequestObject => "invalid_request_object",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
         }
     }
 }

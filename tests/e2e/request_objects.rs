@@ -334,7 +334,72 @@ async fn unsigned_request_object_per_the_rule(h: &TestServer) {
     assert!(page.location.is_none());
 }
 
-/// Discovery says what is done: claims and request by value, not request_uri.
+/// A loopback listener serving `body` at /r.jwt (404 elsewhere); returns its base URL.
+async fn serve_object(body: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/r.jwt",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { ([("content-type", "application/oauth-authz-req+jwt")], body) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    base
+}
+
+/// RFC 9101 §5.2 / OIDC Core §6.2: `request_uri` fetched from the client's host (a loopback
+/// listener here), verified like a `request`, its parameters winning over the query's. A
+/// request_uri on another host than the redirect URIs', or one that answers 404, is
+/// `invalid_request_uri`; both `request` and `request_uri` is `invalid_request`.
+async fn request_uri_is_fetched_and_checked(h: &TestServer) {
+    ana(h).await;
+    let key = es256_key("k1");
+    let rp = ro_client(h, &key).await;
+    let r = object_request(h, &rp, |c| key.sign(c), |_| {});
+    let jwt = r.url.split("request=").nth(1).unwrap().to_owned();
+    let jwt = form_urlencoded::parse(format!("x={jwt}").as_bytes()).next().unwrap().1.into_owned();
+    let base = serve_object(jwt.clone()).await;
+    let by_ref = |uri: &str| {
+        r.url.replace(
+            &format!("request={}", r.url.split("request=").nth(1).unwrap()),
+            &format!(
+                "request_uri={}",
+                form_urlencoded::byte_serialize(uri.as_bytes()).collect::<String>()
+            ),
+        )
+    };
+    let good = by_ref(&format!("{base}/r.jwt"));
+    let other_host = by_ref(&format!("{}/r.jwt", base.replace("127.0.0.1", "localhost")));
+    let missing = by_ref(&format!("{base}/nothing.jwt"));
+    let both = format!("{good}&request={jwt}");
+    for (u, code) in [
+        (&other_host, "invalid_request_uri"),
+        (&missing, "invalid_request_uri"),
+        (&both, "invalid_request"),
+    ] {
+        let page = h.browser().get(u).await;
+        page.assert_redirect_to(CB2);
+        assert_eq!(page.location_param("error").as_deref(), Some(code), "{u}");
+    }
+    let id = finish_flow(
+        h,
+        &h.browser(),
+        &rp,
+        ObjectRequest {
+            url: good,
+            verifier: r.verifier,
+            nonce: r.nonce,
+        },
+    )
+    .await;
+    assert_eq!(id["email"], "ana@example.test", "{id}");
+}
+
+/// Discovery says what is done: claims, and request objects by value and by reference.
 async fn discovery_advertises_what_is_done(h: &TestServer) {
     let doc: Value = reqwest::get(h.url("/.well-known/openid-configuration"))
         .await
@@ -344,7 +409,8 @@ async fn discovery_advertises_what_is_done(h: &TestServer) {
         .unwrap();
     assert_eq!(doc["claims_parameter_supported"], true);
     assert_eq!(doc["request_parameter_supported"], true);
-    assert_eq!(doc["request_uri_parameter_supported"], false);
+    assert_eq!(doc["request_uri_parameter_supported"], true);
+    assert_eq!(doc["require_request_uri_registration"], false);
     assert_eq!(
         doc["request_object_signing_alg_values_supported"],
         json!(["none", "RS256", "PS256", "ES256"])
@@ -358,5 +424,6 @@ e2e!(
     signed_request_object_wins_over_the_query,
     bad_request_objects_are_refused,
     unsigned_request_object_per_the_rule,
+    request_uri_is_fetched_and_checked,
     discovery_advertises_what_is_done,
 );
