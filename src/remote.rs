@@ -82,12 +82,18 @@ impl Fetcher {
 
     /// GETs a JSON document.
     pub async fn json(&self, uri: &str) -> Result<Value, FetchError> {
+        let body = self.get_bounded(uri, "application/json", MAX_BYTES).await?;
+        serde_json::from_slice(&body).map_err(|_| FetchError::Invalid(uri.to_owned(), "not JSON".into()))
+    }
+
+    /// reqobj: GETs a document of at most `max` bytes (same rules, timeout and no redirects).
+    pub async fn get_bounded(&self, uri: &str, accept: &str, max: usize) -> Result<Vec<u8>, FetchError> {
         let url = self.check_fetchable(uri)?;
         let unreachable = |e: String| FetchError::Unreachable(uri.to_owned(), e);
         let mut resp = self
             .http
             .get(url)
-            .header("accept", "application/json")
+            .header("accept", accept)
             .send()
             .await
             .map_err(|e| unreachable(e.without_url().to_string()))?;
@@ -97,11 +103,11 @@ impl Fetcher {
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(e.without_url().to_string()))? {
             body.extend_from_slice(&chunk);
-            if body.len() > MAX_BYTES {
+            if body.len() > max {
                 return Err(FetchError::Invalid(uri.to_owned(), "document too large".into()));
             }
         }
-        serde_json::from_slice(&body).map_err(|_| FetchError::Invalid(uri.to_owned(), "not JSON".into()))
+        Ok(body)
     }
 
     /// A client's keys from its `jwks_uri`, from the cache unless `unknown_kid` asks for a

@@ -50,12 +50,32 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
         _ => None,
     };
     // RFC 6749 §4.1.2.1: a bad client or redirect_uri is told to the user, never redirected.
-    let target = match authorize::check_target(&params, client.as_ref()) {
-        Ok(t) => t,
-        Err(u) => return render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, u.message_key())),
-    };
+    let query_target = authorize::check_target(&params, client.as_ref());
+    let untrusted = |u: authorize::Untrusted| render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, u.message_key()));
     let Some(client) = client else {
-        return render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, "error.unknown_client"));
+        return match query_target {
+            Err(u) => untrusted(u),
+            Ok(_) => render_page_error(&app, loc, &PageError::new(StatusCode::BAD_REQUEST, "error.unknown_client")),
+        };
+    };
+    // reqobj: RFC 9101 §5, the request object's parameters replace the query's. Its own
+    // errors go to the query's redirect_uri when that one is registered, else to a page.
+    let params = if params.get("request").is_some() || params.get("request_uri").is_some() {
+        match expand_request(&app, &params, &client).await {
+            Ok(p) => p,
+            Err(e) => {
+                return match &query_target {
+                    Ok(t) => respond_error(&app, t, &e),
+                    Err(u) => untrusted(*u),
+                };
+            }
+        }
+    } else {
+        params
+    };
+    let target = match authorize::check_target(&params, Some(&client)) {
+        Ok(t) => t,
+        Err(u) => return untrusted(u),
     };
     let hint = match params.get("id_token_hint") {
         None => Hint::Absent,
@@ -83,6 +103,85 @@ async fn handle(app: AppState, method: Method, q: Option<String>, headers: Heade
         Err(e) => return respond_error(&app, &target, &e),
     };
     proceed(&app, &jar, req, None, &client).await
+}
+
+/// reqobj: the parameters a `request` object carries (RFC 9101 §5, OIDC Core §6.1), after
+/// its algorithm, signature (the client's `jwks`, or its `jwks_uri` fetched again once for an
+/// unknown key) and claims are checked.
+async fn expand_request(app: &AppState, params: &Params, client: &Client) -> Result<Params, OAuthError> {
+    use crate::oauth::request_object::{self, invalid};
+    if params.is_repeated("request") || params.is_repeated("request_uri") {
+        return Err(OAuthError::invalid_request("parameter request or request_uri is repeated"));
+    }
+    let fetched;
+    let jwt = match (params.get("request"), params.get("request_uri")) {
+        (Some(_), Some(_)) => return Err(OAuthError::invalid_request("request and request_uri cannot both be sent")),
+        (Some(jwt), None) => jwt,
+        (None, Some(uri)) => {
+            fetched = fetch_request_uri(app, client, uri).await?;
+            fetched.as_str()
+        }
+        (None, None) => return Err(OAuthError::invalid_request("request is required")),
+    };
+    let opened = request_object::open(client, jwt)?;
+    let now = app.clock.now();
+    if opened.signed {
+        use crate::oauth::jose::JwsError;
+        let checked = if let Some(doc) = &client.meta.jwks {
+            let keys = crate::oauth::jose::parse_jwks(doc).map_err(|_| invalid("the client's jwks cannot be used"))?;
+            request_object::verify(&opened, &keys)
+        } else if let Some(uri) = &client.meta.jwks_uri {
+            let fetch = |again| async move {
+                app.fetcher.jwks(uri, again, now).await.map_err(|e| {
+                    tracing::info!(client_id = %client.client_id, error = %e, "client jwks_uri unusable");
+                    invalid("the client's jwks_uri could not be used")
+                })
+            };
+            match request_object::verify(&opened, &fetch(false).await?) {
+                Err(JwsError::UnknownKey) => request_object::verify(&opened, &fetch(true).await?),
+                other => other,
+            }
+        } else {
+            return Err(invalid("the client has no keys to verify a signed request object"));
+        };
+        checked.map_err(|e| match e {
+            JwsError::UnknownKey => invalid("request object is signed with an unknown key"),
+            JwsError::Algorithm => invalid("request object alg is not allowed"),
+            _ => invalid("request object signature is invalid"),
+        })?;
+    }
+    let pairs = request_object::parameters(&opened, client, &app.config.issuer, now)?;
+    Ok(Params::from_pairs(pairs))
+}
+
+/// reqobj: RFC 9101 §5.2.3 / OIDC Core §6.2. The object behind a `request_uri`, fetched with
+/// the same rules as a `jwks_uri` (https, or loopback when clef runs there; no redirects; a
+/// short timeout) and bounded in size. RFC 9101 §10.4: so that clef is not made to fetch any
+/// URL a stranger writes into an authorization link, the host must be one of the client's
+/// registered redirect URIs.
+async fn fetch_request_uri(app: &AppState, client: &Client, uri: &str) -> Result<String, OAuthError> {
+    use crate::oauth::request_object::MAX_REQUEST;
+    let bad = |why: &'static str| OAuthError::new(ErrorCode::InvalidRequestUri, why);
+    // RFC 9101 §5.2: at most 512 ASCII characters.
+    if uri.len() > 512 {
+        return Err(bad("request_uri is too long"));
+    }
+    let host = |u: &str| url::Url::parse(u).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let wanted = host(uri).ok_or_else(|| bad("request_uri is not a URL"))?;
+    if !client.redirect_uris.iter().any(|r| host(r).as_deref() == Some(wanted.as_str())) {
+        return Err(bad("request_uri must be on the host of a registered redirect_uri"));
+    }
+    let body = app
+        .fetcher
+        .get_bounded(uri, "application/oauth-authz-req+jwt, application/jwt", MAX_REQUEST)
+        .await
+        .map_err(|e| {
+            tracing::info!(client_id = %client.client_id, error = %e, "request_uri unusable");
+            bad("request_uri could not be fetched")
+        })?;
+    String::from_utf8(body)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| bad("request_uri does not hold a JWT"))
 }
 
 fn audience_contains(aud: &serde_json::Value, client_id: &str) -> bool {
@@ -282,6 +381,10 @@ async fn issue_code(app: &AppState, req: &AuthorizeRequest, approval: Approval) 
                 expires_at: now + app.config.code_ttl,
                 sid: approval.sid,
                 resources: req.resources.clone(),
+                claims: (!req.claims.is_empty())
+                    .then(|| serde_json::to_string(&req.claims))
+                    .transpose()
+                    .map_err(PageError::internal)?,
             },
             now,
         )

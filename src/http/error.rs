@@ -31,7 +31,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::RequestUriNotSupported
         | ErrorCode::InvalidTarget
         | ErrorCode::InvalidRedirectUri
-        | ErrorCode::InvalidClientMetadata => StatusCode::BAD_REQUEST,
+        | ErrorCode::InvalidClientMetadata
+        | ErrorCode::InvalidRequestObject
+        | ErrorCode::InvalidRequestUri => StatusCode::BAD_REQUEST,
     }
 }
 

@@ -90,9 +90,14 @@ async fn answer(app: &AppState, token: Option<String>) -> Response {
         Ok(s) => s,
         Err(e) => return super::error::json_error(&e),
     };
+    // reqobj: claims the grant asked for by name at userinfo (OIDC Core §5.5).
+    let named = match app.db.access_token_claims(&crate::secret::sha256_b64(&token)).await {
+        Ok(c) => crate::oauth::token::claims_request(c.as_deref()).userinfo,
+        Err(e) => return super::error::json_error(&e.into()),
+    };
     let body = UserinfoClaims {
         sub,
-        user: UserClaims::for_scope(&live.user, &live.scope),
+        user: UserClaims::for_request(&live.user, &live.scope, &named),
     };
     if let Some(alg) = client.meta.userinfo_signed_response_alg.as_deref().and_then(Alg::parse) {
         return signed(app, &client.client_id, alg, &body);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::claims::{ACR_2FA, ACR_SUPPORTED};
+use super::claims::{ACR_2FA, ACR_SUPPORTED, ClaimsRequest};
 use super::{ErrorCode, OAuthError, pkce, redirect_uri, scope};
 use crate::store::Client;
 
@@ -205,6 +205,9 @@ pub struct AuthorizeRequest {
     /// RFC 8707 resources the grant covers, checked against the client's registered ones.
     #[serde(default)]
     pub resources: Vec<String>,
+    /// reqobj: the individual claims asked for with the `claims` parameter (OIDC Core §5.5).
+    #[serde(default, skip_serializing_if = "ClaimsRequest::is_empty")]
+    pub claims: ClaimsRequest,
 }
 
 impl AuthorizeRequest {
@@ -359,6 +362,30 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
             ));
         }
     };
+    // reqobj: OIDC Core §5.5. An `acr` claim with values acts as `acr_values` (§5.5.1.1);
+    // marked essential, the login must reach it, as a client demanding two factors does.
+    let (claims, acr_claim) = match params.get("claims") {
+        None => Default::default(),
+        Some(text) => ClaimsRequest::parse(text).map_err(OAuthError::invalid_request)?,
+    };
+    let mut acr_values: Vec<String> = params
+        .get("acr_values")
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let mut require_2fa = client.require_2fa;
+    if !acr_claim.values.is_empty() {
+        let mut known = acr_claim.values.iter().filter(|a| ACR_SUPPORTED.contains(&a.as_str())).peekable();
+        let only_2fa = known.peek().is_some() && known.all(|a| a == ACR_2FA);
+        if acr_claim.essential && only_2fa {
+            require_2fa = true;
+        }
+        if acr_values.is_empty() {
+            acr_values = acr_claim.values;
+        }
+    }
     let nonce = params.get("nonce").map(str::to_owned);
     if let Some(d) = params.get("display")
         && !["page", "popup", "touch", "wap"].contains(&d)
@@ -380,16 +407,11 @@ pub fn validate(params: &Params, client: &Client, target: &Target, hint: Hint) -
         hint_sub,
         login_hint: params.get("login_hint").map(str::to_owned),
         ui_locales: params.get("ui_locales").map(str::to_owned),
-        acr_values: params
-            .get("acr_values")
-            .unwrap_or("")
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        acr_values,
         fresh_login: false,
-        require_2fa: client.require_2fa,
+        require_2fa,
         resources,
+        claims,
     })
 }
 

@@ -77,6 +77,109 @@ impl UserClaims {
         }
         c
     }
+
+    /// The scope's claims plus those a `claims` request named (OIDC Core §5.5), each only
+    /// when the user has a value.
+    pub fn for_request(user: &User, granted: &str, named: &[String]) -> UserClaims {
+        let mut c = UserClaims::for_scope(user, granted);
+        for n in named {
+            match n.as_str() {
+                "name" => c.name = user.name.clone(),
+                "locale" => c.locale = user.locale.clone(),
+                "updated_at" => c.updated_at = Some(user.updated_at),
+                "email" => c.email = Some(user.email.clone()),
+                "email_verified" => c.email_verified = Some(user.email_verified),
+                "phone_number" => c.phone_number = user.phone_number.clone(),
+                "phone_number_verified" if user.phone_number.is_some() => c.phone_number_verified = Some(user.phone_number_verified),
+                "address" => c.address = user.address.clone().map(|formatted| Address { formatted }),
+                "roles" => c.roles = Some(user.roles.clone()),
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// The user claims a `claims` request may name (OIDC Core §5.5): those of `claims_supported`
+/// that describe the user. Others are ignored, as §5.5 allows.
+pub const REQUESTABLE: &[&str] = &[
+    "name",
+    "locale",
+    "updated_at",
+    "email",
+    "email_verified",
+    "phone_number",
+    "phone_number_verified",
+    "address",
+    "roles",
+];
+
+/// A parsed `claims` request parameter (OIDC Core §5.5): which known claims go where. Only
+/// names from [`REQUESTABLE`] are kept, so what is stored is bounded whatever was sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimsRequest {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub userinfo: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub id_token: Vec<String>,
+}
+
+/// What the `acr` member of a claims request asks (OIDC Core §5.5.1.1).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AcrRequest {
+    pub values: Vec<String>,
+    pub essential: bool,
+}
+
+impl ClaimsRequest {
+    pub fn is_empty(&self) -> bool {
+        self.userinfo.is_empty() && self.id_token.is_empty()
+    }
+
+    /// Parses the JSON text; `Err` carries a description for `invalid_request`.
+    pub fn parse(text: &str) -> Result<(ClaimsRequest, AcrRequest), &'static str> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|_| "claims is not valid JSON")?;
+        let obj = v.as_object().ok_or("claims must be a JSON object")?;
+        let mut out = ClaimsRequest::default();
+        let mut acr = AcrRequest::default();
+        for (place, list) in [("userinfo", &mut out.userinfo), ("id_token", &mut out.id_token)] {
+            let Some(member) = obj.get(place) else { continue };
+            let member = member.as_object().ok_or("claims members must be JSON objects")?;
+            for (name, req) in member {
+                // §5.5.1: each claim is null (default request) or an object of its own.
+                let req = match req {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::Object(o) => Some(o),
+                    _ => return Err("each requested claim must be null or a JSON object"),
+                };
+                if let Some(o) = req
+                    && o.get("essential").is_some_and(|e| !e.is_boolean())
+                {
+                    return Err("essential must be a boolean");
+                }
+                if name == "acr" {
+                    if let Some(o) = req {
+                        acr.essential |= o.get("essential").and_then(serde_json::Value::as_bool).unwrap_or(false);
+                        if let Some(v) = o.get("value").and_then(serde_json::Value::as_str) {
+                            acr.values.push(v.to_owned());
+                        }
+                        if let Some(vs) = o.get("values").and_then(serde_json::Value::as_array) {
+                            acr.values
+                                .extend(vs.iter().filter_map(serde_json::Value::as_str).map(str::to_owned));
+                        }
+                    }
+                    continue;
+                }
+                if let Some(known) = REQUESTABLE.iter().find(|k| **k == name.as_str())
+                    && !list.iter().any(|n| n == known)
+                {
+                    list.push((*known).to_owned());
+                }
+            }
+        }
+        acr.values.truncate(8);
+        Ok((out, acr))
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -171,6 +274,34 @@ mod tests {
     fn at_hash_matches_oidc_example() {
         // OIDC Core Appendix A.3 uses RS256: access token and its at_hash.
         assert_eq!(at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"), "77QmUPtjPfzWtF2AnpK9RQ");
+    }
+
+    /// OIDC Core §5.5: known names kept per place, unknown ignored, `acr` read apart.
+    #[test]
+    fn claims_request_parsing() {
+        let (c, acr) = ClaimsRequest::parse(
+            r#"{"userinfo": {"email": {"essential": true}, "shoe": null},
+                "id_token": {"name": null, "acr": {"essential": true, "values": ["urn:clef:acr:2fa"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.userinfo, ["email"]);
+        assert_eq!(c.id_token, ["name"]);
+        assert_eq!(
+            acr,
+            AcrRequest {
+                values: vec![ACR_2FA.into()],
+                essential: true
+            }
+        );
+        for bad in [
+            "nope",
+            "[]",
+            r#"{"userinfo": 1}"#,
+            r#"{"id_token": {"name": true}}"#,
+            r#"{"id_token": {"name": {"essential": 1}}}"#,
+        ] {
+            assert!(ClaimsRequest::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     /// RFC 7591 §3.2.2.
     InvalidRedirectUri,
     InvalidClientMetadata,
+    /// reqobj: OIDC Core §3.1.2.6, a request object that fails its checks.
+    InvalidRequestObject,
+    /// reqobj: OIDC Core §3.1.2.6, a request_uri that cannot be fetched or is not allowed.
+    InvalidRequestUri,
 }
 
 impl ErrorCode {
@@ -58,6 +62,8 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidRequestObject => "invalid_request_object",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
         }
     }
 }

@@ -52,9 +52,11 @@ pub fn document(config: &Config) -> Value {
             "address", "roles", "sid"
         ],
         "claim_types_supported": ["normal"],
-        "claims_parameter_supported": false,
-        "request_parameter_supported": false,
-        "request_uri_parameter_supported": false,
+        "claims_parameter_supported": true,
+        // reqobj: by value and by reference (RFC 9101 §5.1, §5.2), both per OIDC Core §6.
+        "request_parameter_supported": true,
+        "request_object_signing_alg_values_supported": super::request_object::ALGS,
+        "request_uri_parameter_supported": true,
         "require_request_uri_registration": false,
         "acr_values_supported": ACR_SUPPORTED,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

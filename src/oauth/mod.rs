@@ -20,3 +20,5 @@ pub mod pairwise;
 pub mod registration;
 
 pub use error::{ErrorCode, OAuthError};
+// reqobj
+pub mod request_object;

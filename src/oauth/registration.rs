@@ -192,6 +192,12 @@ pub fn validate(doc: &Value, check_fetchable: &dyn Fn(&str) -> bool) -> Result<V
     };
     let id_token_alg = signing("id_token_signed_response_alg")?.unwrap_or_else(|| "RS256".into());
     let userinfo_alg = signing("userinfo_signed_response_alg")?;
+    // reqobj: OIDC Registration §2; `none` is a registered choice (OIDC Core §6.1).
+    let request_object_alg = match opt_str(doc, "request_object_signing_alg")? {
+        None => None,
+        Some(a) if super::request_object::ALGS.contains(&a) => Some(a.to_owned()),
+        Some(a) => return Err(meta_err(format!("request_object_signing_alg {a:?} is not supported"))),
+    };
     for name in [
         "id_token_encrypted_response_alg",
         "userinfo_encrypted_response_alg",
@@ -270,6 +276,7 @@ pub fn validate(doc: &Value, check_fetchable: &dyn Fn(&str) -> bool) -> Result<V
             sector: None,
             userinfo_signed_response_alg: userinfo_alg,
             token_endpoint_auth_signing_alg: signing_alg,
+            request_object_signing_alg: request_object_alg,
         },
         backchannel_logout_uri,
         backchannel_logout_session_required: opt_bool(doc, "backchannel_logout_session_required")?,

@@ -90,6 +90,8 @@ struct Grant {
     token_resources: Vec<String>,
     /// The `sub` the client knows the user by (pairwise or the local id).
     sub: String,
+    /// reqobj: claims asked for by name (OIDC Core §5.5), JSON as stored on the grant.
+    claims: Option<String>,
 }
 
 pub async fn exchange(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64) -> Result<TokenResponse, OAuthError> {
@@ -156,6 +158,7 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         resources: issued.resources,
         token_resources,
         sub: super::pairwise::subject(ctx.db, ctx.secrets, client, &user.user_id).await?,
+        claims: issued.claims,
     };
     // Signing comes before the transaction, so no slow work holds its locks.
     let minted = mint(ctx, client, &user, &grant, now, true)?;
@@ -185,6 +188,7 @@ async fn authorization_code(ctx: &Ctx<'_>, client: &Client, params: &Params, now
         &client.client_id,
         &user.user_id,
         grant.sid.as_deref(),
+        grant.claims.as_deref(),
         now,
         minted.grant_expires_at,
     )
@@ -299,6 +303,7 @@ async fn refresh_token(ctx: &Ctx<'_>, client: &Client, params: &Params, now: i64
         resources: row.resources,
         token_resources,
         sub: super::pairwise::subject(ctx.db, ctx.secrets, client, &user.user_id).await?,
+        claims: row.claims,
     };
     let minted = mint(ctx, client, &user, &grant, now, true)?;
     let grace = ctx.config.refresh_grace;
@@ -462,6 +467,11 @@ fn sign_access(
     Ok((token, row))
 }
 
+/// reqobj: the stored `claims` request; one that no longer parses asks for nothing more.
+pub fn claims_request(stored: Option<&str>) -> super::claims::ClaimsRequest {
+    stored.and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()
+}
+
 /// Signs the tokens of one grant. No I/O: the caller stores them in its transaction.
 fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_refresh: bool) -> Result<Minted, OAuthError> {
     let cfg = ctx.config;
@@ -495,7 +505,7 @@ fn mint(ctx: &Ctx<'_>, client: &Client, user: &User, g: &Grant, now: i64, allow_
         acr: g.acr.clone(),
         amr: g.amr.clone(),
         sid: g.sid.clone(),
-        user: UserClaims::for_scope(user, &g.scope),
+        user: UserClaims::for_request(user, &g.scope, &claims_request(g.claims.as_deref()).id_token),
     };
     let alg = Alg::parse(&client.id_token_alg).unwrap_or(Alg::RS256);
     let id_token = ctx.keys.sign(alg, "JWT", &id_claims)?;
@@ -556,6 +566,7 @@ mod tests {
             expires_at: now + 60,
             sid: None,
             resources: vec![],
+            claims: None,
         }
     }
 

@@ -79,6 +79,9 @@ pub struct ClientMeta {
     pub userinfo_signed_response_alg: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_endpoint_auth_signing_alg: Option<String>,
+    /// reqobj: OIDC Registration §2, the one algorithm its request objects must use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_object_signing_alg: Option<String>,
 }
 
 impl ClientMeta {

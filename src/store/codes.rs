@@ -29,6 +29,8 @@ pub struct NewCode {
     pub sid: Option<String>,
     /// RFC 8707 resources the grant covers.
     pub resources: Vec<String>,
+    /// reqobj: the `claims` request (OIDC Core §5.5) as JSON.
+    pub claims: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +49,7 @@ pub struct IssuedCode {
     /// The login session the code came from (Back-Channel Logout 1.0 §2.1 `sid`).
     pub sid: Option<String>,
     pub resources: Vec<String>,
+    pub claims: Option<String>,
 }
 
 /// What trying to take a code found.
@@ -74,6 +77,7 @@ struct CodeRow {
     expires_at: i64,
     sid: Option<String>,
     resources: String,
+    claims: Option<String>,
 }
 
 const CODE_USED: i64 = 1;
@@ -110,12 +114,12 @@ impl Db {
     pub async fn code_create(&self, c: &NewCode, now: i64) -> Result<()> {
         on_db!(self, pool => sqlx::query(
             "insert into auth_codes (code_hash, grant_id, client_id, user_id, redirect_uri, scope, nonce, \
-             code_challenge, auth_time, amr, acr, used, created_at, expires_at, sid, resources) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $15)")
+             code_challenge, auth_time, amr, acr, used, created_at, expires_at, sid, resources, claims) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13, $14, $15, $16)")
             .bind(&c.code_hash).bind(&c.grant_id).bind(&c.client_id).bind(&c.user_id)
             .bind(&c.redirect_uri).bind(&c.scope).bind(&c.nonce).bind(&c.code_challenge)
             .bind(c.auth_time).bind(json_list(&c.amr)).bind(&c.acr).bind(now).bind(c.expires_at).bind(&c.sid)
-            .bind(json_list(&c.resources))
+            .bind(json_list(&c.resources)).bind(&c.claims)
             .execute(pool).await?.rows_affected());
         Ok(())
     }
@@ -126,7 +130,7 @@ impl Db {
     pub async fn code_find(&self, code_hash: &str) -> Result<Redemption> {
         let found: Option<(i64, CodeRow)> = on_db!(self, pool => sqlx::query_as::<_, UsedCodeRow>(
             "select used, grant_id, client_id, user_id, redirect_uri, scope, nonce, code_challenge, \
-             auth_time, amr, acr, expires_at, sid, resources from auth_codes where code_hash = $1")
+             auth_time, amr, acr, expires_at, sid, resources, claims from auth_codes where code_hash = $1")
             .bind(code_hash).fetch_optional(pool).await?)
         .map(|r| (r.used, r.code));
         match found {
@@ -145,6 +149,7 @@ impl Db {
                 acr: r.acr,
                 expires_at: r.expires_at,
                 sid: r.sid,
+                claims: r.claims,
             }))),
             Some(_) => Ok(match self.code_mark_replayed(code_hash).await? {
                 Some(grant_id) => Redemption::Replayed(grant_id),

@@ -47,6 +47,8 @@ pub struct RefreshTokenRow {
     /// The login session the grant came from: refreshed ID tokens carry its `sid` too.
     pub sid: Option<String>,
     pub resources: Vec<String>,
+    /// reqobj: the grant's `claims` request (OIDC Core §5.5), JSON.
+    pub claims: Option<String>,
 }
 
 /// A live access token joined with its user, for userinfo.
@@ -70,6 +72,7 @@ struct RefreshRow {
     expires_at: i64,
     sid: Option<String>,
     resources: String,
+    claims: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -126,18 +129,20 @@ impl Tx {
 
     /// Records the grant a redeemed code starts, in the transaction that stores its tokens.
     /// `sid`: the login session it came from, whose end revokes it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn grant_open(
         &mut self,
         grant_id: &str,
         client_id: &str,
         user_id: &str,
         sid: Option<&str>,
+        claims: Option<&str>,
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
         on_tx!(self, conn => sqlx::query(
-            "insert into grants (grant_id, client_id, user_id, revoked, created_at, expires_at, sid) values ($1, $2, $3, 0, $4, $5, $6)")
-            .bind(grant_id).bind(client_id).bind(user_id).bind(now).bind(expires_at).bind(sid)
+            "insert into grants (grant_id, client_id, user_id, revoked, created_at, expires_at, sid, claims) values ($1, $2, $3, 0, $4, $5, $6, $7)")
+            .bind(grant_id).bind(client_id).bind(user_id).bind(now).bind(expires_at).bind(sid).bind(claims)
             .execute(conn).await?.rows_affected());
         Ok(())
     }
@@ -232,6 +237,14 @@ impl Db {
         .transpose()
     }
 
+    /// reqobj: the `claims` request of the grant an access token came from (OIDC Core §5.5).
+    pub async fn access_token_claims(&self, token_hash: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = on_db!(self, pool => sqlx::query_as(
+            "select g.claims from access_tokens t join grants g on g.grant_id = t.grant_id where t.token_hash = $1")
+            .bind(token_hash).fetch_optional(pool).await?);
+        Ok(row.and_then(|(c,)| c))
+    }
+
     /// Revokes every token that came from one grant (one code and its refresh chain). The
     /// grant row is locked first, as rotation does: a rotation in flight finishes before this
     /// and its successor goes too, or it starts after and finds the grant revoked.
@@ -264,7 +277,8 @@ impl Db {
     /// successor's insert). A token already rotated away reports its grant.
     pub async fn refresh_token_lookup(&self, token_hash: &str) -> Result<RefreshRedemption> {
         let row: Option<UsedRefreshRow> = on_db!(self, pool => sqlx::query_as(
-            "select used, grant_id, client_id, user_id, scope, nonce, auth_time, amr, acr, expires_at, sid, resources \
+            "select used, grant_id, client_id, user_id, scope, nonce, auth_time, amr, acr, expires_at, sid, resources, \
+             (select g.claims from grants g where g.grant_id = refresh_tokens.grant_id) as claims \
              from refresh_tokens where token_hash = $1")
             .bind(token_hash).fetch_optional(pool).await?);
         Ok(match row {
@@ -281,6 +295,7 @@ impl Db {
                 acr: r.acr,
                 expires_at: r.expires_at,
                 sid: r.sid,
+                claims: r.claims,
             }),
             Some(UsedRefreshRow { row: r, .. }) => RefreshRedemption::Reused(r.grant_id),
         })

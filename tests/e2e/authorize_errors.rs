@@ -90,7 +90,9 @@ async fn protocol_errors_are_redirected_with_state_and_iss(h: &TestServer) {
         (url(&s, &[("code_challenge_method", "plain")], &[]), "invalid_request"),
         (url(&s, &[("prompt", "none login")], &[]), "invalid_request"),
         (url(&s, &[("max_age", "soon")], &[]), "invalid_request"),
-        (url(&s, &[("request", "eyJhbGciOiJub25lIn0.e30.")], &[]), "request_not_supported"),
+        // reqobj: request objects are supported, by value and by reference.
+        (url(&s, &[("request", "not-a-jwt")], &[]), "invalid_request_object"),
+        (url(&s, &[("request_uri", "https://rp.example/r.jwt")], &[]), "invalid_request_uri"),
         (url(&s, &[("response_mode", "fragment")], &[]), "invalid_request"),
         (url(&s, &[("id_token_hint", "not.a.jwt")], &[]), "invalid_request"),
         (

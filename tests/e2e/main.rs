@@ -30,6 +30,8 @@ mod page_details;
 mod pages;
 mod proxy;
 mod reauth;
+// reqobj
+mod request_objects;
 // dcr
 mod registration;
 mod server;

@@ -445,11 +445,27 @@ await check('oidcc-request-uri-unsigned-supported-correctly-or-rejected-as-unsup
   const s = await start(cfg);
   const q = new URLSearchParams({ client_id: basic.client_id, response_type: 'code', scope: 'openid', redirect_uri: CB, state: s.state, request_uri: 'http://127.0.0.1/rp/request.jwt' });
   const back = await browser.authorize(`${meta.authorization_endpoint}?${q}`, { redirectPrefix: RP });
-  if (meta.request_uri_parameter_supported === true) {
-    throw new Skip('request_uri is advertised: needs a request object server (see oidcc-request-uri-unsigned)');
+  if (meta.request_uri_parameter_supported !== true) {
+    eq(back.kind, 'redirect', 'answer');
+    eq(back.params.error, 'request_uri_not_supported', 'error');
+    return;
   }
-  eq(back.kind, 'redirect', 'answer');
-  eq(back.params.error, 'request_uri_not_supported', 'error');
+  // OIDC Core §6.2: an unsigned object served by the RP (a loopback listener, on the host of
+  // the redirect URI as clef requires), fetched by clef, and the flow completes.
+  const u = new URL(s.url);
+  const ro = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${Buffer.from(JSON.stringify(Object.fromEntries(u.searchParams))).toString('base64url')}.`;
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/oauth-authz-req+jwt' });
+    res.end(ro);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  try {
+    const ref = new URLSearchParams({ client_id: basic.client_id, response_type: 'code', scope: 'openid', request_uri: `http://127.0.0.1:${server.address().port}/request.jwt` });
+    const back2 = await browser.authorize(`${meta.authorization_endpoint}?${ref}`, { redirectPrefix: RP });
+    await finish(cfg, s, back2);
+  } finally {
+    server.close();
+  }
 });
 
 await check('oidcc-ensure-request-object-with-redirect-uri', async () => {
