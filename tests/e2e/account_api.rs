@@ -385,6 +385,9 @@ async fn sessions_list_and_end(h: &TestServer) {
     let rp = rp(h, "fp", true).await;
     // Each token() logs in from a new browser: two sessions for Ana, one for Bob.
     token(h, &rp, "ana@example.test", &["email"]).await;
+    // Apart in time, so the session to end below is surely the first one: ending the session
+    // the API token was issued in would revoke that token (back-channel logout's rule).
+    h.clock.advance(5);
     let (at, _) = token(h, &rp, "ana@example.test", &["account"]).await;
     let (bob, _) = token(h, &rp, "bob@example.test", &["account"]).await;
 
@@ -411,7 +414,8 @@ async fn sessions_list_and_end(h: &TestServer) {
     let (_, _, bobs_after) = get(h, "/account/api/sessions", Some(&bob)).await;
     assert_eq!(bobs_after["sessions"].as_array().unwrap().len(), 1, "Bob's session lives");
 
-    let target = list[1]["handle"].as_str().unwrap().to_owned();
+    let first = list.iter().min_by_key(|s| s["created"].as_i64().unwrap()).unwrap();
+    let target = first["handle"].as_str().unwrap().to_owned();
     let (status, _, body) = post(h, &end(target.clone()), Some(&at), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, _, after) = get(h, "/account/api/sessions", Some(&at)).await;
